@@ -1,0 +1,3 @@
+//! `tern-broker`: the message store and request processors.
+
+pub mod store;

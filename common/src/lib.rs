@@ -1,0 +1,18 @@
+//! `tern-common`: everything the Tern roles share on the wire.
+//!
+//! Tern speaks Apache RocketMQ's remoting protocol (see `docs/design/protocol.md` and the
+//! team's `PROTOCOL.md`). This crate holds the sans-IO protocol layer (frames, commands,
+//! codes, typed headers), the message model and its byte-exact CommitLog encoding, the
+//! routing types served by the NameServer, and the async remoting server and client built
+//! on tokio. It knows nothing about storage or about any one role's state.
+//!
+//! # Layout
+//! - [`protocol`]: frame codec, [`protocol::RemotingCommand`], request/response codes, typed headers.
+//! - [`message`]: `Message`, `MessageExt`, property string, CommitLog record codec, message ids, tag hash.
+//! - [`route`]: `TopicRouteData`, `BrokerData`, `QueueData`, cluster info, topic config, perm bits.
+//! - [`remoting`]: TCP remoting server (connection tasks, server→client requests) and client.
+
+pub mod message;
+pub mod protocol;
+pub mod remoting;
+pub mod route;

@@ -1,0 +1,17 @@
+//! The sans-IO remoting protocol: frames, commands, codes and typed headers.
+//!
+//! # Layout
+//! - [`command`]: [`RemotingCommand`], [`SerializeType`], [`LanguageCode`] and the flag bits.
+//! - [`codec`]: the length-prefixed frame codec (tokio-util `Decoder`/`Encoder`) and header encodings.
+//! - [`code`]: [`RequestCode`] and [`ResponseCode`] with RocketMQ's numbers.
+//! - [`header`]: the [`CommandHeader`] trait and typed headers for every request Tern serves.
+
+pub mod code;
+pub mod codec;
+pub mod command;
+pub mod header;
+
+pub use code::{RequestCode, ResponseCode};
+pub use codec::{CodecError, RemotingCodec};
+pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
+pub use header::{CommandHeader, HeaderError};

@@ -1,0 +1,1 @@
+//! `tern-nameserver`: the stateless route registry.
