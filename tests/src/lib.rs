@@ -1,1 +1,254 @@
-//! Test harness for real Tern processes.
+//! Test harness for Tern's integration tests: starts real `tern-nameserver` and `tern-broker`
+//! processes on 127.0.0.1 with port 0 and temporary directories, learns their bound addresses
+//! from the `listening on HOST:PORT` line they print, keeps each process's output in a log file
+//! and kills the processes when the handles drop.
+//!
+//! The binaries are built once per test process with `cargo build --bins` (a no-op when they are
+//! fresh), so `cargo nextest run --workspace` alone is enough to run every test.
+//!
+//! # Layout
+//! - [`bin_path`]: locates (and builds on first use) a workspace binary.
+//! - [`TernProcess`]: one running server process with its address and log.
+//! - [`start_nameserver`], [`start_broker`]: the two roles with test-friendly defaults.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// How long a process may take to print its `listening on` line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace root")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The path of workspace binary `name` (`tern-nameserver`, `tern-broker`, `tern`), built with
+/// `cargo build --bins` the first time any binary is asked for in this process.
+///
+/// # Panics
+/// If the build fails: every integration test needs the binaries.
+pub fn bin_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--bins", "-p", "tern-nameserver", "-p", "tern-broker"])
+            .args(["-p", "tern-cli"])
+            .status()
+            .expect("running cargo build for the integration-test binaries");
+        assert!(status.success(), "cargo build of the Tern binaries failed");
+    });
+    target_dir().join("debug").join(name)
+}
+
+/// One running Tern server process. Killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct TernProcess {
+    /// Name for messages (`nameserver`, `broker`).
+    pub role: String,
+    /// The bound address, `127.0.0.1:PORT`, read from the process's `listening on` line.
+    pub addr: String,
+    /// Where stdout and stderr of the process are kept.
+    pub log_path: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TernProcess {
+    /// Starts `program` with `args`, logging to `log_path`, and waits for its `listening on` line.
+    ///
+    /// # Errors
+    /// If the process cannot start, exits early, or prints no address within a minute.
+    pub fn spawn(role: &str, program: PathBuf, args: Vec<String>, log_path: PathBuf) -> Result<Self> {
+        let mut process = TernProcess {
+            role: role.to_string(),
+            addr: String::new(),
+            log_path,
+            program,
+            args,
+            child: None,
+        };
+        process.start()?;
+        Ok(process)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log.try_clone()?))
+            .spawn()
+            .with_context(|| format!("starting {}", self.program.display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let (tx, rx) = mpsc::channel();
+        let mut log_out = log;
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log_out, "{line}");
+                if !sent {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addr) => {
+                // A restart keeps the port, as a real deployment would.
+                for arg in &mut self.args {
+                    if arg == "127.0.0.1:0" {
+                        *arg = addr.clone();
+                    }
+                }
+                self.addr = addr;
+                Ok(())
+            }
+            Err(_) => {
+                self.kill();
+                bail!(
+                    "{} printed no `listening on` line; log:\n{}",
+                    self.role,
+                    self.log_tail(40)
+                )
+            }
+        }
+    }
+
+    /// Sends SIGKILL and waits for the process (a crash, as `kill -9`).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 20 s for a clean exit (then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) with a pid we own; no memory is touched.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            for _ in 0..200 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again with the same arguments and the same port (after
+    /// [`kill`](Self::kill) or [`stop`](Self::stop)).
+    ///
+    /// # Errors
+    /// As [`spawn`](Self::spawn).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.start()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The last `lines` lines of the process log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The whole process log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for TernProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `tern-nameserver --listen 127.0.0.1:0` plus `extra_args`, logging into `dir`.
+///
+/// # Errors
+/// As [`TernProcess::spawn`].
+pub fn start_nameserver(dir: &Path, extra_args: &[&str]) -> Result<TernProcess> {
+    let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    TernProcess::spawn("nameserver", bin_path("tern-nameserver"), args, dir.join("nameserver.log"))
+}
+
+/// Starts `tern-broker --listen 127.0.0.1:0 -n <namesrv> --store-dir <store_dir>` plus
+/// `extra_args`, logging into `store_dir/../<name>.log`.
+///
+/// # Errors
+/// As [`TernProcess::spawn`].
+pub fn start_broker(namesrv: &str, store_dir: &Path, extra_args: &[&str]) -> Result<TernProcess> {
+    std::fs::create_dir_all(store_dir)?;
+    let mut args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+        "-n".to_string(),
+        namesrv.to_string(),
+        "--store-dir".to_string(),
+        store_dir.display().to_string(),
+    ];
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    let log = store_dir.with_extension("log");
+    TernProcess::spawn("broker", bin_path("tern-broker"), args, log)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
+///
+/// # Errors
+/// When the time runs out, with `what` in the message.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
