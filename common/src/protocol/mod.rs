@@ -12,6 +12,6 @@ pub mod command;
 pub mod header;
 
 pub use code::{RequestCode, ResponseCode};
-pub use codec::{CodecError, RemotingCodec};
+pub use codec::{CodecError, RemotingCodec, DEFAULT_MAX_FRAME_LEN};
 pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
 pub use header::{CommandHeader, HeaderError};
