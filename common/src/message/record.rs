@@ -414,12 +414,7 @@ pub fn patch_record(
         need: SYS_FLAG_POS + 4,
         have,
     })?;
-    let store_timestamp_pos = BORN_HOST_POS
-        + if sys_flag::is_born_host_v6(flag) {
-            20
-        } else {
-            8
-        };
+    let store_timestamp_pos = store_timestamp_pos(flag);
     // Check the furthest field first so that nothing is written on error.
     if have < store_timestamp_pos + 8 {
         return Err(RecordError::Truncated {
@@ -470,6 +465,31 @@ pub fn record_size(buf: &[u8]) -> Result<usize, RecordError> {
         return Err(RecordError::InvalidLength);
     }
     Ok(size)
+}
+
+/// Byte position of the body bytes (after the body length) in a record with this sysFlag.
+pub fn body_pos(flag: i32) -> usize {
+    let born = if sys_flag::is_born_host_v6(flag) {
+        20
+    } else {
+        8
+    };
+    let store = if sys_flag::is_store_host_v6(flag) {
+        20
+    } else {
+        8
+    };
+    BORN_HOST_POS + born + 8 + store + 4 + 8 + 4
+}
+
+/// Byte position of STORETIMESTAMP in a record with this sysFlag.
+pub fn store_timestamp_pos(flag: i32) -> usize {
+    BORN_HOST_POS
+        + if sys_flag::is_born_host_v6(flag) {
+            20
+        } else {
+            8
+        }
 }
 
 /// A zero-copy view of one stored record, as returned by [`decode_record`].
