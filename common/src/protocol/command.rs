@@ -95,17 +95,26 @@ impl LanguageCode {
 
     /// The binary-header byte.
     pub fn code(self) -> u8 {
-        Self::ALL.iter().find(|(l, _, _)| *l == self).map_or(7, |e| e.1)
+        Self::ALL
+            .iter()
+            .find(|(l, _, _)| *l == self)
+            .map_or(7, |e| e.1)
     }
 
     /// The JSON name (`"JAVA"`, `"GO"`, …).
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(l, _, _)| *l == self).map_or("OTHER", |e| e.2)
+        Self::ALL
+            .iter()
+            .find(|(l, _, _)| *l == self)
+            .map_or("OTHER", |e| e.2)
     }
 
     /// The language for a binary byte; unknown bytes map to [`LanguageCode::Other`].
     pub fn from_code(code: u8) -> Self {
-        Self::ALL.iter().find(|e| e.1 == code).map_or(LanguageCode::Other, |e| e.0)
+        Self::ALL
+            .iter()
+            .find(|e| e.1 == code)
+            .map_or(LanguageCode::Other, |e| e.0)
     }
 
     /// The language for a JSON name (case-insensitive); unknown names map to

@@ -6,12 +6,13 @@
 //! - [`code`]: [`RequestCode`] and [`ResponseCode`] with RocketMQ's numbers.
 //! - [`header`]: the [`CommandHeader`] trait and typed headers for every request Tern serves.
 
+pub mod body;
 pub mod code;
 pub mod codec;
 pub mod command;
 pub mod header;
 
-pub use code::{RequestCode, ResponseCode};
+pub use code::{RequestCode, ResponseCode, UnknownRequestCode, UnknownResponseCode};
 pub use codec::{CodecError, RemotingCodec, DEFAULT_MAX_FRAME_LEN};
 pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
 pub use header::{CommandHeader, HeaderError};
