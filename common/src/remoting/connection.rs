@@ -1,0 +1,666 @@
+//! [`Connection`]: the handle to one live remoting connection, shared by the server and the
+//! client, and the reader/writer tasks behind it.
+//!
+//! Contract: a `Connection` is a cheap clone of an `Arc`. Commands sent through it are encoded
+//! by the calling task and queued on the connection's bounded writer queue; the writer task
+//! writes them in queue order. Once the connection is closed (peer gone, decode or write
+//! error, idle timeout, [`Connection::close`], shutdown) every send fails with
+//! [`RemotingError::ConnectionClosed`] and every pending [`Connection::invoke`] fails at once
+//! with the same error. Frames already queued when the connection closes are still written,
+//! within a short bound, unless a write was interrupted half-way.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument};
+
+use super::RemotingError;
+use crate::protocol::command::{FLAG_ONEWAY, FLAG_RESPONSE};
+use crate::protocol::{RemotingCodec, RemotingCommand, ResponseCode, SerializeType};
+
+/// Process-wide connection ids, so that registries keyed by id never mix a server connection
+/// with a client one.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How long a shutting-down connection lets its in-flight request handlers run before it
+/// aborts them.
+const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a closing connection spends writing frames that were queued before it closed.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How many `opaque` values an invoke tries when the counter wrapped onto a still-pending call.
+const MAX_OPAQUE_PROBES: usize = 16;
+
+/// Write buffer of the writer task: small frames are batched into it, larger ones bypass it.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A handle to one live remoting connection (server side: an accepted client; client side: the
+/// connection to one address).
+///
+/// Cheap to clone; all clones refer to the same connection. Keep one in a registry (for
+/// example the broker's producer/consumer tables) to send server→client requests later, or
+/// in a suspended pull to answer it later with [`Connection::send_response`].
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    peer_addr: SocketAddr,
+    local_addr: SocketAddr,
+    max_frame_len: usize,
+    writer: mpsc::Sender<Bytes>,
+    next_opaque: AtomicI32,
+    pending: Mutex<PendingTable>,
+    closed: CancellationToken,
+    last_serialize_type: AtomicU8,
+}
+
+/// Invokes waiting for their response, by `opaque`. `closed` is set under the same lock that
+/// inserts, so no invoke can register after the table was drained.
+struct PendingTable {
+    closed: bool,
+    calls: HashMap<i32, oneshot::Sender<RemotingCommand>>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.inner.id)
+            .field("peer_addr", &self.inner.peer_addr)
+            .field("local_addr", &self.inner.local_addr)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// This connection's id, unique within the process (server and client connections alike).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer_addr
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Queues a response, typically a deferred one (a long-polled pull answered when a message
+    /// arrives). The response flag is set here; `opaque` and serialize type must already be the
+    /// request's (build it with [`RemotingCommand::response_to`]).
+    ///
+    /// Does not wait: a full writer queue is an error rather than a stall, so callers on a
+    /// notification path are never blocked by one slow peer.
+    ///
+    /// # Errors
+    /// [`RemotingError::ConnectionClosed`] if the connection is closed,
+    /// [`RemotingError::SendFailed`] if its writer queue is full,
+    /// [`RemotingError::Codec`] if the response cannot be encoded.
+    pub fn send_response(&self, mut response: RemotingCommand) -> Result<(), RemotingError> {
+        response.flag |= FLAG_RESPONSE;
+        let frame = self.encode(response)?;
+        self.try_enqueue(frame)
+    }
+
+    /// Sends a server→client request on this connection and waits for its response, matched by
+    /// `opaque` (RocketMQ `invokeSync` on a channel). The `opaque` comes from this
+    /// connection's own counter; the response and oneway flags are cleared; the serialize type
+    /// is [`Connection::last_serialize_type`], the type the peer last used.
+    ///
+    /// Cancel-safe: dropping the future removes the pending entry.
+    ///
+    /// # Errors
+    /// [`RemotingError::Timeout`] if no response arrived within `timeout` (the pending entry is
+    /// removed), [`RemotingError::ConnectionClosed`] if the connection closed first,
+    /// [`RemotingError::Codec`] if the request cannot be encoded.
+    pub async fn invoke(
+        &self,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
+        request.serialize_type = self.last_serialize_type();
+        self.invoke_as_is(request, timeout).await
+    }
+
+    /// Queues a oneway server→client request (CHECK_TRANSACTION_STATE,
+    /// NOTIFY_CONSUMER_IDS_CHANGED, …): sets the oneway flag, assigns an `opaque` and uses
+    /// [`Connection::last_serialize_type`]. Does not wait.
+    ///
+    /// # Errors
+    /// [`RemotingError::ConnectionClosed`], [`RemotingError::SendFailed`] (writer queue full),
+    /// [`RemotingError::Codec`].
+    pub fn send_oneway(&self, mut request: RemotingCommand) -> Result<(), RemotingError> {
+        request.serialize_type = self.last_serialize_type();
+        let frame = self.encode_oneway(request)?;
+        self.try_enqueue(frame)
+    }
+
+    /// True once the connection is closed (by either side, an error, or shutdown).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Resolves when the connection is closed.
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await;
+    }
+
+    /// Closes the connection: reading stops, pending invokes fail with
+    /// [`RemotingError::ConnectionClosed`], frames already queued are still written (bounded)
+    /// and the socket is then closed. Idempotent.
+    pub fn close(&self) {
+        let drained = {
+            let mut pending = self.inner.pending.lock();
+            pending.closed = true;
+            std::mem::take(&mut pending.calls)
+        };
+        // Dropping the senders wakes every waiting invoke with `ConnectionClosed`.
+        drop(drained);
+        self.inner.closed.cancel();
+    }
+
+    /// The serialize type of the last request received on this connection (JSON before the
+    /// first one); server-initiated requests are sent in it (ARCHITECTURE.md, "Tern's
+    /// MessagePack header").
+    pub fn last_serialize_type(&self) -> SerializeType {
+        SerializeType::from_code(self.inner.last_serialize_type.load(Ordering::Relaxed))
+            .unwrap_or_default()
+    }
+
+    /// How many invokes on this connection are waiting for a response (for leak tests).
+    #[doc(hidden)]
+    pub fn pending_count(&self) -> usize {
+        self.inner.pending.lock().calls.len()
+    }
+
+    /// Like [`Connection::invoke`] but keeps the request's serialize type (the client sends in
+    /// its configured type).
+    pub(crate) async fn invoke_as_is(
+        &self,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
+        request.flag &= !(FLAG_RESPONSE | FLAG_ONEWAY);
+        let (opaque, response) = self.register()?;
+        // Removes the pending entry on every exit path: timeout, error, or the caller dropping
+        // this future.
+        let _pending = PendingGuard {
+            inner: &self.inner,
+            opaque,
+        };
+        request.opaque = opaque;
+        let frame = self.encode(request)?;
+        let call = async {
+            self.enqueue(frame).await?;
+            response.await.map_err(|_| RemotingError::ConnectionClosed)
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(RemotingError::Timeout {
+                addr: self.inner.peer_addr.to_string(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// Queues a oneway request in its own serialize type, waiting at most `wait` for room in
+    /// the writer queue.
+    pub(crate) async fn send_oneway_within(
+        &self,
+        request: RemotingCommand,
+        wait: Duration,
+    ) -> Result<(), RemotingError> {
+        let frame = self.encode_oneway(request)?;
+        match tokio::time::timeout(wait, self.enqueue(frame)).await {
+            Ok(result) => result,
+            Err(_) => Err(RemotingError::SendFailed),
+        }
+    }
+
+    fn encode_oneway(&self, mut request: RemotingCommand) -> Result<Bytes, RemotingError> {
+        request.flag = (request.flag & !FLAG_RESPONSE) | FLAG_ONEWAY;
+        request.opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed);
+        self.encode(request)
+    }
+
+    fn encode(&self, command: RemotingCommand) -> Result<Bytes, RemotingError> {
+        let mut buf = BytesMut::new();
+        RemotingCodec::new(self.inner.max_frame_len).encode(command, &mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    fn try_enqueue(&self, frame: Bytes) -> Result<(), RemotingError> {
+        if self.is_closed() {
+            return Err(RemotingError::ConnectionClosed);
+        }
+        self.inner.writer.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RemotingError::SendFailed,
+            mpsc::error::TrySendError::Closed(_) => RemotingError::ConnectionClosed,
+        })
+    }
+
+    async fn enqueue(&self, frame: Bytes) -> Result<(), RemotingError> {
+        tokio::select! {
+            biased;
+            () = self.inner.closed.cancelled() => Err(RemotingError::ConnectionClosed),
+            sent = self.inner.writer.send(frame) => {
+                sent.map_err(|_| RemotingError::ConnectionClosed)
+            }
+        }
+    }
+
+    fn register(&self) -> Result<(i32, oneshot::Receiver<RemotingCommand>), RemotingError> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.inner.pending.lock();
+        if pending.closed {
+            return Err(RemotingError::ConnectionClosed);
+        }
+        for _ in 0..MAX_OPAQUE_PROBES {
+            let opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed);
+            if let Entry::Vacant(slot) = pending.calls.entry(opaque) {
+                slot.insert(tx);
+                return Ok((opaque, rx));
+            }
+        }
+        Err(RemotingError::SendFailed)
+    }
+
+    /// Hands a response frame to the invoke waiting for its `opaque`.
+    fn complete(&self, response: RemotingCommand) {
+        let waiter = self.inner.pending.lock().calls.remove(&response.opaque);
+        match waiter {
+            // The invoke may have timed out in the meantime; then the response is dropped.
+            Some(waiter) => drop(waiter.send(response)),
+            None => debug!(
+                opaque = response.opaque,
+                code = response.code,
+                "dropping response with unknown opaque"
+            ),
+        }
+    }
+}
+
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    opaque: i32,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.pending.lock().calls.remove(&self.opaque);
+    }
+}
+
+/// The per-request entry point of a connection: the server's [`super::RequestHandler`] or the
+/// client's [`super::ClientRequestHandler`], boxed.
+pub(crate) type Dispatch = Arc<
+    dyn Fn(Connection, RemotingCommand) -> BoxFuture<'static, Option<RemotingCommand>>
+        + Send
+        + Sync,
+>;
+
+/// Limits of one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkOptions {
+    pub(crate) max_frame_len: usize,
+    pub(crate) writer_queue_len: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// The tasks of one connection, not yet started.
+pub(crate) struct Link {
+    conn: Connection,
+    reader: FramedRead<OwnedReadHalf, RemotingCodec>,
+    write_half: OwnedWriteHalf,
+    queue: mpsc::Receiver<Bytes>,
+    options: LinkOptions,
+}
+
+/// Why a connection's reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    PeerClosed,
+    DecodeError,
+    Idle,
+    Closed,
+    Shutdown,
+}
+
+/// Wraps an established stream into a [`Connection`] and the [`Link`] that drives it.
+///
+/// # Errors
+/// The socket's address lookups failing (the peer already reset the connection).
+pub(crate) fn open(stream: TcpStream, options: &LinkOptions) -> io::Result<(Connection, Link)> {
+    // Requests and responses are small and latency-bound; Nagle only delays them.
+    if let Err(cause) = stream.set_nodelay(true) {
+        debug!(cause = %cause, "cannot set TCP_NODELAY");
+    }
+    let peer_addr = stream.peer_addr()?;
+    let local_addr = stream.local_addr()?;
+    let (read_half, write_half) = stream.into_split();
+    let (writer, queue) = mpsc::channel(options.writer_queue_len.max(1));
+    let conn = Connection {
+        inner: Arc::new(Inner {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            peer_addr,
+            local_addr,
+            max_frame_len: options.max_frame_len,
+            writer,
+            next_opaque: AtomicI32::new(0),
+            pending: Mutex::new(PendingTable {
+                closed: false,
+                calls: HashMap::new(),
+            }),
+            closed: CancellationToken::new(),
+            last_serialize_type: AtomicU8::new(SerializeType::default().code()),
+        }),
+    };
+    let link = Link {
+        conn: conn.clone(),
+        reader: FramedRead::new(read_half, RemotingCodec::new(options.max_frame_len)),
+        write_half,
+        queue,
+        options: options.clone(),
+    };
+    Ok((conn, link))
+}
+
+impl Link {
+    /// Runs the connection until it closes or `shutdown` is cancelled, then closes it and
+    /// returns once its writer finished. On shutdown, in-flight handlers get
+    /// [`SHUTDOWN_DRAIN_TIMEOUT`] to finish (their responses are written) before they are
+    /// aborted; on any other end they are left to finish on their own.
+    pub(crate) async fn run(self, dispatch: Dispatch, shutdown: CancellationToken) {
+        let Link {
+            conn,
+            mut reader,
+            write_half,
+            queue,
+            options,
+        } = self;
+        let writer = tokio::spawn(write_loop(conn.clone(), write_half, queue).in_current_span());
+        let mut tasks = JoinSet::new();
+        let end = read_loop(
+            &conn,
+            &mut reader,
+            &dispatch,
+            &shutdown,
+            &options,
+            &mut tasks,
+        )
+        .await;
+        match end {
+            ReadEnd::Shutdown => {
+                let drained = tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, async {
+                    while let Some(joined) = tasks.join_next().await {
+                        report_join(joined);
+                    }
+                })
+                .await;
+                if drained.is_err() {
+                    warn!(
+                        count = tasks.len(),
+                        "aborting request handlers still running at shutdown"
+                    );
+                    tasks.abort_all();
+                }
+            }
+            ReadEnd::Idle => info!("closing idle connection"),
+            ReadEnd::PeerClosed | ReadEnd::DecodeError | ReadEnd::Closed => {}
+        }
+        // Handlers still running keep their side effects; their responses find the connection
+        // closed and are dropped.
+        tasks.detach_all();
+        conn.close();
+        if let Err(cause) = writer.await {
+            error!(cause = %cause, "connection writer task failed");
+        }
+        debug!(reason = ?end, "connection closed");
+    }
+}
+
+async fn read_loop(
+    conn: &Connection,
+    reader: &mut FramedRead<OwnedReadHalf, RemotingCodec>,
+    dispatch: &Dispatch,
+    shutdown: &CancellationToken,
+    options: &LinkOptions,
+    tasks: &mut JoinSet<()>,
+) -> ReadEnd {
+    let in_flight = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
+    let idle = tokio::time::sleep(options.idle_timeout.unwrap_or(Duration::MAX));
+    tokio::pin!(idle);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = conn.inner.closed.cancelled() => return ReadEnd::Closed,
+            () = shutdown.cancelled() => return ReadEnd::Shutdown,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                report_join(joined);
+                continue;
+            }
+            () = &mut idle, if options.idle_timeout.is_some() => return ReadEnd::Idle,
+            frame = reader.next() => frame,
+        };
+        let command = match frame {
+            None => return ReadEnd::PeerClosed,
+            Some(Err(cause)) => {
+                warn!(cause = %cause, "closing connection after decode error");
+                return ReadEnd::DecodeError;
+            }
+            Some(Ok(command)) => command,
+        };
+        if let Some(idle_timeout) = options.idle_timeout {
+            idle.as_mut().reset(Instant::now() + idle_timeout);
+        }
+        if command.is_response() {
+            conn.complete(command);
+            continue;
+        }
+        conn.inner
+            .last_serialize_type
+            .store(command.serialize_type.code(), Ordering::Relaxed);
+        debug!(
+            code = command.code,
+            opaque = command.opaque,
+            oneway = command.is_oneway(),
+            "request"
+        );
+        // Waiting for a permit stops reading: TCP backpressure bounds this peer's in-flight
+        // requests.
+        let permit = tokio::select! {
+            biased;
+            () = conn.inner.closed.cancelled() => return ReadEnd::Closed,
+            () = shutdown.cancelled() => return ReadEnd::Shutdown,
+            permit = Arc::clone(&in_flight).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                // The semaphore is never closed; treat it as the connection ending anyway.
+                Err(_) => return ReadEnd::Closed,
+            },
+        };
+        let span = tracing::debug_span!("request", code = command.code, opaque = command.opaque);
+        tasks.spawn(
+            handle_request(conn.clone(), Arc::clone(dispatch), command, permit).instrument(span),
+        );
+    }
+}
+
+fn report_join(joined: Result<(), JoinError>) {
+    if let Err(cause) = joined {
+        if cause.is_panic() {
+            error!("request task panicked");
+        }
+    }
+}
+
+/// Runs the handler for one request and queues its response, if any.
+async fn handle_request(
+    conn: Connection,
+    dispatch: Dispatch,
+    request: RemotingCommand,
+    permit: OwnedSemaphorePermit,
+) {
+    let oneway = request.is_oneway();
+    let code = request.code;
+    // The response goes back with the request's opaque and serialize type whatever the handler
+    // put there (RocketMQ sets the opaque and the response flag the same way).
+    let head = RemotingCommand {
+        opaque: request.opaque,
+        serialize_type: request.serialize_type,
+        ..RemotingCommand::default()
+    };
+    let outcome = AssertUnwindSafe(dispatch(conn.clone(), request))
+        .catch_unwind()
+        .await;
+    drop(permit);
+    let response = match outcome {
+        Ok(response) => response,
+        Err(_) => {
+            error!(code, "request handler panicked");
+            Some(
+                RemotingCommand::response_to(&head, ResponseCode::SystemError)
+                    .with_remark("request handler failed"),
+            )
+        }
+    };
+    let Some(mut response) = response else {
+        return;
+    };
+    if oneway {
+        debug!(code, "dropping response to oneway request");
+        return;
+    }
+    response.opaque = head.opaque;
+    response.serialize_type = head.serialize_type;
+    response.flag |= FLAG_RESPONSE;
+    let frame = match conn.encode(response) {
+        Ok(frame) => frame,
+        Err(cause) => {
+            warn!(cause = %cause, code, "response cannot be encoded, answering SYSTEM_ERROR");
+            let fallback = RemotingCommand::response_to(&head, ResponseCode::SystemError)
+                .with_remark("response could not be encoded");
+            match conn.encode(fallback) {
+                Ok(frame) => frame,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(cause) = conn.enqueue(frame).await {
+        debug!(cause = %cause, code, "response not sent");
+    }
+}
+
+/// How the writer's main loop ended.
+enum WriteEnd {
+    /// Closed between two writes: the queue may still be flushed.
+    Closed,
+    /// A write did not finish in time after the close: the stream may hold a partial frame,
+    /// so nothing more is written.
+    Interrupted,
+    Failed(io::Error),
+}
+
+async fn write_loop(
+    conn: Connection,
+    write_half: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
+    let batch_max = queue.max_capacity();
+    let end = loop {
+        let frame = tokio::select! {
+            biased;
+            () = conn.inner.closed.cancelled() => break WriteEnd::Closed,
+            frame = queue.recv() => match frame {
+                Some(frame) => frame,
+                None => break WriteEnd::Closed,
+            },
+        };
+        let write = write_batch(&mut out, frame, &mut queue, batch_max);
+        tokio::pin!(write);
+        let wrote = tokio::select! {
+            biased;
+            wrote = &mut write => wrote,
+            // A close during a write lets the write finish (it may be the last response of a
+            // graceful shutdown), but only for a bounded time.
+            () = conn.inner.closed.cancelled() => {
+                match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut write).await {
+                    Ok(wrote) => wrote,
+                    Err(_) => break WriteEnd::Interrupted,
+                }
+            }
+        };
+        if let Err(cause) = wrote {
+            break WriteEnd::Failed(cause);
+        }
+    };
+    match end {
+        WriteEnd::Closed => {
+            // Write what was queued before the close (responses of a graceful shutdown),
+            // bounded in time because the peer may not be reading.
+            queue.close();
+            let flushed = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
+                while let Some(frame) = queue.recv().await {
+                    out.write_all(&frame).await?;
+                }
+                out.shutdown().await
+            })
+            .await;
+            match flushed {
+                Ok(Ok(())) => {}
+                Ok(Err(cause)) => debug!(cause = %cause, "final flush failed"),
+                Err(_) => debug!("final flush timed out"),
+            }
+        }
+        WriteEnd::Interrupted => {}
+        WriteEnd::Failed(cause) => {
+            debug!(cause = %cause, "write failed, closing connection");
+            conn.close();
+        }
+    }
+}
+
+/// Writes `first` and whatever else is already queued (at most `batch_max` frames), then
+/// flushes once.
+async fn write_batch(
+    out: &mut BufWriter<OwnedWriteHalf>,
+    first: Bytes,
+    queue: &mut mpsc::Receiver<Bytes>,
+    batch_max: usize,
+) -> io::Result<()> {
+    out.write_all(&first).await?;
+    for _ in 1..batch_max {
+        match queue.try_recv() {
+            Ok(frame) => out.write_all(&frame).await?,
+            Err(_) => break,
+        }
+    }
+    out.flush().await
+}
