@@ -248,7 +248,7 @@ async fn request_response_round_trip_in_every_serialize_type() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_invokes_match_out_of_order_deferred_responses() {
     let mut server = TestServer::start(ServerConfig::default()).await;
     let client = new_client(SerializeType::Json);
@@ -634,7 +634,7 @@ async fn connection_limit_holds_further_clients_until_a_slot_frees() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_in_flight_requests_then_stops() {
     let mut server = TestServer::start(ServerConfig::default()).await;
     let client = new_client(SerializeType::Json);

@@ -43,6 +43,43 @@
 //! [`ClientRequestHandler`] (or answers `REQUEST_CODE_NOT_SUPPORTED` without one, as the Java
 //! client does for codes it has no processor for).
 //!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode};
+//! use tern_common::remoting::{self, ClientConfig, Connection, RemotingClient, RequestHandler, ServerConfig};
+//!
+//! struct Echo;
+//!
+//! impl RequestHandler for Echo {
+//!     async fn handle(&self, _conn: Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+//!         Some(RemotingCommand::response_to(&request, ResponseCode::Success).with_body(request.body))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?.to_string();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(remoting::run(listener, Arc::new(Echo), ServerConfig::default(), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! let client = RemotingClient::new(ClientConfig::default());
+//! let request = RemotingCommand::request_empty(RequestCode::HeartBeat).with_body("hi");
+//! let response = client.invoke(&addr, request, Duration::from_secs(3)).await?;
+//! assert_eq!(&response.body[..], b"hi");
+//!
+//! client.shutdown();
+//! let _ = stop.send(());
+//! server.await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`connection`]: [`Connection`], the handle to one live connection, and its reader/writer tasks.
 //! - [`server`]: [`ServerConfig`], [`RequestHandler`] and [`server::run`].

@@ -67,6 +67,11 @@ pub trait RequestHandler: Send + Sync + 'static {
     /// The response is sent with the request's `opaque` and serialize type and the response
     /// flag, whatever the handler set. Unknown request codes are the handler's to answer
     /// (`REQUEST_CODE_NOT_SUPPORTED`); a handler that panics answers `SYSTEM_ERROR`.
+    ///
+    /// The request holds one of the connection's `max_in_flight_per_connection` permits until
+    /// this future completes, so a request that waits for an event (a long-polled pull)
+    /// should park `conn` somewhere and return `None` rather than wait here. Implementations
+    /// may write `async fn handle(&self, conn: Connection, request: RemotingCommand) -> ...`.
     fn handle(
         &self,
         conn: Connection,
