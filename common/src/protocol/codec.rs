@@ -653,6 +653,20 @@ mod tests {
     }
 
     #[test]
+    fn hostile_msgpack_lengths_fail_without_allocating() {
+        // str32 claiming 4 GiB for the first key, and a map32 claiming 4 billion entries.
+        for bytes in [
+            &b"\x81\xdb\xff\xff\xff\xffcode"[..],
+            b"\xdf\xff\xff\xff\xff\xa4code\x01",
+        ] {
+            assert!(matches!(
+                decode_header(SerializeType::MsgPack, bytes),
+                Err(CodecError::InvalidMsgPack(_))
+            ));
+        }
+    }
+
+    #[test]
     fn negative_length_is_invalid() {
         let mut buf = BytesMut::from(&[0xFFu8, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0][..]);
         let err = RemotingCodec::default()
