@@ -1,0 +1,2 @@
+//! Admin.
+pub struct Admin;

@@ -1,0 +1,338 @@
+//! Consumer-side broker calls (Java's `MQClientAPIImpl` consumer half and `PullAPIWrapper`):
+//! pull, offsets, group membership, queue locks and send-back. Each function is one request
+//! with PROTOCOL.md §2.4's header fields.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tern_common::message::MessageExt;
+use tern_common::protocol::body::{
+    ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody,
+};
+use tern_common::protocol::{RequestCode, ResponseCode};
+use tern_common::route::MessageQueue;
+
+use crate::error::{ClientError, Result};
+use crate::instance::{
+    broker_error, decode_response, expect_success, ext, ext_i64, request, ClientInstance,
+};
+
+/// PULL_MESSAGE sysFlag bit: the request carries a commit offset.
+pub(crate) const PULL_FLAG_COMMIT_OFFSET: i32 = 0x1;
+/// PULL_MESSAGE sysFlag bit: the broker may hold the request (long polling).
+pub(crate) const PULL_FLAG_SUSPEND: i32 = 0x2;
+/// PULL_MESSAGE sysFlag bit: the request carries the subscription expression.
+pub(crate) const PULL_FLAG_SUBSCRIPTION: i32 = 0x4;
+
+/// What a pull found (PROTOCOL.md §2.4: codes 0, 19, 20, 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PullStatus {
+    /// Messages were returned.
+    Found,
+    /// Nothing new at the requested offset.
+    NoNewMsg,
+    /// Entries were scanned but none matched the subscription.
+    NoMatchedMsg,
+    /// The requested offset is outside the queue; continue from `next_begin_offset`.
+    OffsetIllegal,
+}
+
+/// The result of one pull.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PullResult {
+    /// What happened.
+    pub status: PullStatus,
+    /// Where the next pull of this queue should start.
+    pub next_begin_offset: i64,
+    /// The queue's smallest offset.
+    pub min_offset: i64,
+    /// The queue's next offset to be written.
+    pub max_offset: i64,
+    /// The messages (only for [`PullStatus::Found`]), already filtered by tag.
+    pub messages: Vec<MessageExt>,
+}
+
+/// The arguments of one PULL_MESSAGE.
+#[derive(Debug, Clone)]
+pub(crate) struct PullArgs<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) mq: &'a MessageQueue,
+    pub(crate) offset: i64,
+    pub(crate) max_msgs: i32,
+    pub(crate) sys_flag: i32,
+    pub(crate) commit_offset: i64,
+    pub(crate) suspend_timeout: Duration,
+    pub(crate) subscription: &'a str,
+    pub(crate) sub_version: i64,
+}
+
+/// Sends one PULL_MESSAGE to `addr` and waits up to `timeout` (longer than the suspend
+/// time). Messages are decoded, decompressed and filtered exactly by `tags` (PROTOCOL.md
+/// §7: the broker's filter may over-match).
+///
+/// # Errors
+/// Transport errors; error codes other than 0/19/20/21; undecodable records.
+pub(crate) async fn pull(
+    instance: &ClientInstance,
+    addr: &str,
+    args: &PullArgs<'_>,
+    tags: &tern_common::message::SubscriptionExpr,
+    timeout: Duration,
+) -> Result<PullResult> {
+    let mut fields = ext!(
+        "consumerGroup" => args.group,
+        "topic" => args.mq.topic,
+        "queueId" => args.mq.queue_id,
+        "queueOffset" => args.offset,
+        "maxMsgNums" => args.max_msgs,
+        "sysFlag" => args.sys_flag,
+        "commitOffset" => args.commit_offset,
+        "suspendTimeoutMillis" => args.suspend_timeout.as_millis(),
+        "subVersion" => args.sub_version,
+        "expressionType" => "TAG",
+    );
+    if args.sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
+        fields.insert("subscription".into(), args.subscription.to_string());
+    }
+    let response = instance
+        .invoke(addr, request(RequestCode::PullMessage, fields), timeout)
+        .await?;
+    let status = match ResponseCode::try_from(response.code) {
+        Ok(ResponseCode::Success) => PullStatus::Found,
+        Ok(ResponseCode::PullNotFound) => PullStatus::NoNewMsg,
+        Ok(ResponseCode::PullRetryImmediately) => PullStatus::NoMatchedMsg,
+        Ok(ResponseCode::PullOffsetMoved) => PullStatus::OffsetIllegal,
+        _ => return Err(broker_error(addr, &response)),
+    };
+    let next_begin_offset = ext_i64(&response, "nextBeginOffset")?;
+    let min_offset = ext_i64(&response, "minOffset")?;
+    let max_offset = ext_i64(&response, "maxOffset")?;
+    let mut messages = Vec::new();
+    if status == PullStatus::Found {
+        let decoded = tern_common::message::decode_messages(&response.body)
+            .map_err(|e| ClientError::Record(e.to_string()))?;
+        for mut msg in decoded {
+            if !tags.matches_tag(msg.message.tags()) {
+                continue;
+            }
+            if msg.sys_flag & tern_common::message::sys_flag::COMPRESSED_FLAG != 0 {
+                let body = msg
+                    .uncompressed_body()
+                    .map_err(|e| ClientError::Record(e.to_string()))?;
+                msg.message.body = body;
+                msg.sys_flag &= !(tern_common::message::sys_flag::COMPRESSED_FLAG
+                    | tern_common::message::sys_flag::COMPRESSION_TYPE_MASK);
+            }
+            messages.push(msg);
+        }
+    }
+    Ok(PullResult {
+        status,
+        next_begin_offset,
+        min_offset,
+        max_offset,
+        messages,
+    })
+}
+
+/// QUERY_CONSUMER_OFFSET: `Ok(None)` for QUERY_NOT_FOUND (no offset stored yet).
+///
+/// # Errors
+/// Transport errors and other error codes.
+pub(crate) async fn query_consumer_offset(
+    instance: &ClientInstance,
+    addr: &str,
+    group: &str,
+    mq: &MessageQueue,
+) -> Result<Option<i64>> {
+    let req = request(
+        RequestCode::QueryConsumerOffset,
+        ext!("consumerGroup" => group, "topic" => mq.topic, "queueId" => mq.queue_id),
+    );
+    let response = instance
+        .invoke(addr, req, instance.config.rpc_timeout)
+        .await?;
+    if response.code == i32::from(ResponseCode::QueryNotFound) {
+        return Ok(None);
+    }
+    let response = expect_success(addr, response)?;
+    Ok(Some(ext_i64(&response, "offset")?))
+}
+
+/// UPDATE_CONSUMER_OFFSET, oneway or waiting for the answer.
+///
+/// # Errors
+/// Transport errors; error codes when not oneway.
+pub(crate) async fn update_consumer_offset(
+    instance: &ClientInstance,
+    addr: &str,
+    group: &str,
+    mq: &MessageQueue,
+    offset: i64,
+    oneway: bool,
+) -> Result<()> {
+    let req = request(
+        RequestCode::UpdateConsumerOffset,
+        ext!(
+            "consumerGroup" => group,
+            "topic" => mq.topic,
+            "queueId" => mq.queue_id,
+            "commitOffset" => offset,
+        ),
+    );
+    if oneway {
+        instance.invoke_oneway(addr, req).await
+    } else {
+        instance
+            .invoke_ok(addr, req, instance.config.rpc_timeout)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// GET_MAX_OFFSET / GET_MIN_OFFSET of `mq`.
+///
+/// # Errors
+/// Transport errors and error codes.
+pub(crate) async fn queue_offset(
+    instance: &ClientInstance,
+    addr: &str,
+    mq: &MessageQueue,
+    max: bool,
+) -> Result<i64> {
+    let code = if max {
+        RequestCode::GetMaxOffset
+    } else {
+        RequestCode::GetMinOffset
+    };
+    let req = request(code, ext!("topic" => mq.topic, "queueId" => mq.queue_id));
+    let response = instance
+        .invoke_ok(addr, req, instance.config.rpc_timeout)
+        .await?;
+    ext_i64(&response, "offset")
+}
+
+/// SEARCH_OFFSET_BY_TIMESTAMP: the first offset stored at or after `timestamp_ms`.
+///
+/// # Errors
+/// Transport errors and error codes.
+pub(crate) async fn search_offset(
+    instance: &ClientInstance,
+    addr: &str,
+    mq: &MessageQueue,
+    timestamp_ms: i64,
+) -> Result<i64> {
+    let req = request(
+        RequestCode::SearchOffsetByTimestamp,
+        ext!("topic" => mq.topic, "queueId" => mq.queue_id, "timestamp" => timestamp_ms),
+    );
+    let response = instance
+        .invoke_ok(addr, req, instance.config.rpc_timeout)
+        .await?;
+    ext_i64(&response, "offset")
+}
+
+/// GET_CONSUMER_LIST_BY_GROUP: the client ids of the group's live members.
+///
+/// # Errors
+/// Transport errors and error codes (SYSTEM_ERROR when the group has no member there).
+pub(crate) async fn consumer_ids(
+    instance: &ClientInstance,
+    addr: &str,
+    group: &str,
+) -> Result<Vec<String>> {
+    let req = request(
+        RequestCode::GetConsumerListByGroup,
+        ext!("consumerGroup" => group),
+    );
+    let response = instance
+        .invoke_ok(addr, req, instance.config.rpc_timeout)
+        .await?;
+    let body: ConsumerListBody = decode_response(&response)?;
+    Ok(body.consumer_id_list)
+}
+
+/// LOCK_BATCH_MQ: the subset of `mqs` now locked by this client.
+///
+/// # Errors
+/// Transport errors and error codes.
+pub(crate) async fn lock_batch(
+    instance: &ClientInstance,
+    addr: &str,
+    group: &str,
+    mqs: BTreeSet<MessageQueue>,
+) -> Result<BTreeSet<MessageQueue>> {
+    let body = LockBatchRequestBody {
+        consumer_group: group.to_string(),
+        client_id: instance.client_id.clone(),
+        only_this_broker: false,
+        mq_set: mqs,
+    };
+    let req =
+        request(RequestCode::LockBatchMq, Default::default()).with_body(instance.encode(&body)?);
+    let response = instance
+        .invoke_ok(addr, req, instance.config.rpc_timeout)
+        .await?;
+    let body: LockBatchResponseBody = decode_response(&response)?;
+    Ok(body.lock_ok_mq_set)
+}
+
+/// UNLOCK_BATCH_MQ, oneway.
+///
+/// # Errors
+/// Transport errors.
+pub(crate) async fn unlock_batch(
+    instance: &ClientInstance,
+    addr: &str,
+    group: &str,
+    mqs: BTreeSet<MessageQueue>,
+) -> Result<()> {
+    let body = UnlockBatchRequestBody {
+        consumer_group: group.to_string(),
+        client_id: instance.client_id.clone(),
+        only_this_broker: false,
+        mq_set: mqs,
+    };
+    let req =
+        request(RequestCode::UnlockBatchMq, Default::default()).with_body(instance.encode(&body)?);
+    instance.invoke_oneway(addr, req).await
+}
+
+/// CONSUMER_SEND_MSG_BACK for `msg` (PROTOCOL.md §2.4, §6.3): `delay_level` 0 lets the
+/// broker choose (3 + reconsume times), -1 sends it to the dead-letter queue.
+///
+/// # Errors
+/// Transport errors and error codes.
+pub(crate) async fn send_back(
+    instance: &ClientInstance,
+    addr: &str,
+    group: &str,
+    msg: &MessageExt,
+    delay_level: i32,
+    max_reconsume_times: i32,
+) -> Result<()> {
+    let origin_msg_id = msg
+        .message
+        .properties
+        .get(tern_common::message::property_key::ORIGIN_MESSAGE_ID)
+        .cloned()
+        .unwrap_or_else(|| msg.msg_id.clone());
+    let req = request(
+        RequestCode::ConsumerSendMsgBack,
+        ext!(
+            "offset" => msg.phy_offset,
+            "group" => group,
+            "delayLevel" => delay_level,
+            "originMsgId" => origin_msg_id,
+            "originTopic" => msg.message.topic,
+            "unitMode" => false,
+            "maxReconsumeTimes" => max_reconsume_times,
+        ),
+    );
+    instance
+        .invoke_ok(addr, req, instance.config.rpc_timeout)
+        .await
+        .map(|_| ())
+}

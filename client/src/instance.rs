@@ -1,0 +1,669 @@
+//! [`ClientInstance`]: what every producer, consumer and admin client shares (Java's
+//! `MQClientInstance`): the remoting client, the client id, the route cache and broker address
+//! table, periodic route refresh and heartbeats, and the handler of requests that brokers send
+//! to the client.
+//!
+//! Contract: routes are fetched on first use and refreshed every `route_refresh_interval`
+//! (30 s); a failed refresh keeps the previous route. Heartbeats go every
+//! `heartbeat_interval` (30 s) to the masters of every known route when the instance only
+//! produces, and to every broker address of every known route when it consumes (PROTOCOL.md
+//! §9.5, §10.3). Requests from brokers are dispatched by code: NOTIFY_CONSUMER_IDS_CHANGED
+//! (40) triggers the group's rebalance, RESET_CONSUMER_CLIENT_OFFSET (220) resets the group's
+//! offsets, CHECK_TRANSACTION_STATE (39) goes to the installed [`TransactionCheckHook`]; any
+//! other code is answered REQUEST_CODE_NOT_SUPPORTED (unless it was oneway).
+//! [`shutdown`](ClientInstance::shutdown) stops the periodic tasks and closes connections;
+//! UNREGISTER_CLIENT is sent by the role that owns the group before that.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tern_common::protocol::body::{
+    decode_body, encode_body, ConsumerData, HeartbeatData, ProducerData, ResetOffsetBody,
+};
+use tern_common::protocol::{
+    CommandHeader, ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType,
+};
+use tern_common::remoting::{ClientRequestHandler, RemotingClient};
+use tern_common::route::{MessageQueue, TopicRouteData};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+
+/// The producer group every client instance registers besides its own
+/// (`MixAll.CLIENT_INNER_PRODUCER_GROUP`).
+pub(crate) const CLIENT_INNER_PRODUCER: &str = "CLIENT_INNER_PRODUCER";
+
+/// What the instance needs from a consumer registered with it.
+pub(crate) trait ConsumerHooks: Send + Sync + 'static {
+    /// The consumer's heartbeat entry.
+    fn consumer_data(&self) -> ConsumerData;
+    /// Topics whose routes the consumer needs.
+    fn topics(&self) -> Vec<String>;
+    /// Starts a rebalance soon (NOTIFY_CONSUMER_IDS_CHANGED).
+    fn trigger_rebalance(&self);
+    /// Applies a broker-ordered offset reset for `topic` (RESET_CONSUMER_CLIENT_OFFSET).
+    fn reset_offset(&self, topic: &str, offsets: BTreeMap<MessageQueue, i64>);
+}
+
+/// Receives CHECK_TRANSACTION_STATE (39) requests from brokers: the broker asks a producer
+/// of the message's group whether a half message should be committed or rolled back
+/// (PROTOCOL.md §5.4). The request is oneway; the hook answers, if it wants, with an
+/// END_TRANSACTION oneway to `broker_addr`.
+pub trait TransactionCheckHook: Send + Sync + 'static {
+    /// Handles one check-back. `request` carries the CheckTransactionState header and the
+    /// half message's record as body.
+    fn check_transaction_state(
+        &self,
+        broker_addr: String,
+        request: RemotingCommand,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// Builds a request's ext fields from `(key, value)` pairs (values rendered with `Display`).
+macro_rules! ext {
+    ($($key:expr => $value:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut ext = ::tern_common::protocol::ExtFields::new();
+        $( ext.insert(($key).to_string(), ($value).to_string()); )*
+        ext
+    }};
+}
+pub(crate) use ext;
+
+/// A header given as raw ext fields, for requests whose fields the SDK writes itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawHeader(pub(crate) ExtFields);
+
+impl CommandHeader for RawHeader {
+    fn encode_ext(&self, ext: &mut ExtFields) {
+        ext.extend(self.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    fn decode_ext(
+        ext: &ExtFields,
+    ) -> std::result::Result<Self, tern_common::protocol::HeaderError> {
+        Ok(RawHeader(ext.clone()))
+    }
+}
+
+/// A request with `code` and the given ext fields.
+pub(crate) fn request(code: RequestCode, ext: ExtFields) -> RemotingCommand {
+    RemotingCommand::request(code, &RawHeader(ext))
+}
+
+/// Reads a required numeric ext field of a response.
+pub(crate) fn ext_i64(cmd: &RemotingCommand, field: &'static str) -> Result<i64> {
+    let raw = cmd
+        .ext(field)
+        .ok_or(tern_common::protocol::HeaderError::Missing { field })?;
+    raw.trim().parse().map_err(|_| {
+        ClientError::Header(tern_common::protocol::HeaderError::Invalid {
+            field,
+            value: raw.chars().take(64).collect(),
+        })
+    })
+}
+
+/// The shared per-client state; see the module doc.
+pub(crate) struct ClientInstance {
+    pub(crate) config: ClientConfig,
+    pub(crate) client_id: String,
+    remoting: RemotingClient,
+    routes: RwLock<HashMap<String, TopicRouteData>>,
+    /// Broker name → (broker id → address), merged from every route seen.
+    broker_addrs: RwLock<HashMap<String, BTreeMap<i64, String>>>,
+    producer_groups: Mutex<BTreeSet<String>>,
+    consumers: Mutex<HashMap<String, Arc<dyn ConsumerHooks>>>,
+    transaction_hook: RwLock<Option<Arc<dyn TransactionCheckHook>>>,
+    namesrv_index: std::sync::atomic::AtomicUsize,
+    shutdown: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ClientInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientInstance")
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+/// Routes broker→client requests to the instance (held weakly so the remoting client does
+/// not keep a dropped instance alive).
+struct InstanceRequestHandler(Weak<ClientInstance>);
+
+impl ClientRequestHandler for InstanceRequestHandler {
+    fn handle(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+    ) -> BoxFuture<'static, Option<RemotingCommand>> {
+        let instance = self.0.upgrade();
+        let addr = addr.to_string();
+        Box::pin(async move {
+            match instance {
+                Some(instance) => instance.handle_server_request(addr, request).await,
+                None => None,
+            }
+        })
+    }
+}
+
+impl ClientInstance {
+    /// Creates the instance and starts its periodic route refresh and heartbeat tasks.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] when `config` is invalid.
+    pub(crate) fn start(config: ClientConfig) -> Result<Arc<Self>> {
+        config.validate()?;
+        let remoting = RemotingClient::new(tern_common::remoting::ClientConfig {
+            serialize_type: config.serialize_type,
+            ..Default::default()
+        });
+        let instance = Arc::new(ClientInstance {
+            client_id: config.build_client_id(),
+            config,
+            remoting,
+            routes: RwLock::new(HashMap::new()),
+            broker_addrs: RwLock::new(HashMap::new()),
+            producer_groups: Mutex::new(BTreeSet::new()),
+            consumers: Mutex::new(HashMap::new()),
+            transaction_hook: RwLock::new(None),
+            namesrv_index: std::sync::atomic::AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        instance
+            .remoting
+            .set_request_handler(Arc::new(InstanceRequestHandler(Arc::downgrade(&instance))));
+        let weak = Arc::downgrade(&instance);
+        let token = instance.shutdown.clone();
+        let route_period = instance.config.route_refresh_interval;
+        let heartbeat_period = instance.config.heartbeat_interval;
+        let routes = tokio::spawn(periodic(weak.clone(), token.clone(), route_period, |i| {
+            Box::pin(async move { i.refresh_all_routes().await })
+        }));
+        let heartbeats = tokio::spawn(periodic(weak, token, heartbeat_period, |i| {
+            Box::pin(async move { i.send_heartbeat_to_all().await })
+        }));
+        instance.tasks.lock().extend([routes, heartbeats]);
+        info!(client_id = %instance.client_id, "client instance started");
+        Ok(instance)
+    }
+
+    /// Stops the periodic tasks and closes every connection.
+    pub(crate) async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.remoting.shutdown();
+    }
+
+    /// True once [`shutdown`](Self::shutdown) began.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Registers a producer group for heartbeats.
+    pub(crate) fn register_producer(&self, group: &str) {
+        self.producer_groups.lock().insert(group.to_string());
+    }
+
+    /// Registers a consumer group for heartbeats and broker requests.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] if the group is already registered on this instance.
+    pub(crate) fn register_consumer(
+        &self,
+        group: &str,
+        hooks: Arc<dyn ConsumerHooks>,
+    ) -> Result<()> {
+        let mut consumers = self.consumers.lock();
+        if consumers.contains_key(group) {
+            return Err(ClientError::Config(format!(
+                "consumer group `{group}` already registered"
+            )));
+        }
+        consumers.insert(group.to_string(), hooks);
+        Ok(())
+    }
+
+    /// Removes a consumer group registered with [`register_consumer`](Self::register_consumer).
+    pub(crate) fn unregister_consumer(&self, group: &str) {
+        self.consumers.lock().remove(group);
+    }
+
+    /// Installs the hook for CHECK_TRANSACTION_STATE requests (the transaction producer).
+    #[allow(dead_code)] // Called by the transaction producer.
+    pub(crate) fn set_transaction_hook(&self, hook: Arc<dyn TransactionCheckHook>) {
+        *self.transaction_hook.write() = Some(hook);
+    }
+
+    // ----- transport -----------------------------------------------------------------
+
+    /// Sends `request` to `addr` in the configured serialize type and waits for the response.
+    ///
+    /// # Errors
+    /// [`ClientError::Remoting`] on connect errors, timeouts and closed connections.
+    pub(crate) async fn invoke(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let request = request.with_serialize_type(self.config.serialize_type);
+        self.remoting
+            .invoke(addr, request, timeout)
+            .await
+            .map_err(|source| ClientError::Remoting {
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
+    /// Like [`invoke`](Self::invoke) but an answer other than SUCCESS is an error.
+    pub(crate) async fn invoke_ok(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let response = self.invoke(addr, request, timeout).await?;
+        expect_success(addr, response)
+    }
+
+    /// Sends a oneway request (no response).
+    ///
+    /// # Errors
+    /// [`ClientError::Remoting`] if it could not be written.
+    pub(crate) async fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
+        let request = request
+            .with_serialize_type(self.config.serialize_type)
+            .oneway();
+        self.remoting
+            .invoke_oneway(addr, request)
+            .await
+            .map_err(|source| ClientError::Remoting {
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
+    /// Sends `request` to the NameServers in turn until one answers.
+    ///
+    /// # Errors
+    /// The last NameServer's transport error.
+    pub(crate) async fn invoke_namesrv(&self, request: RemotingCommand) -> Result<RemotingCommand> {
+        let addrs = &self.config.namesrv_addrs;
+        let start = self
+            .namesrv_index
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..addrs.len() {
+            let idx = (start + i) % addrs.len();
+            match self
+                .invoke(&addrs[idx], request.clone(), self.config.rpc_timeout)
+                .await
+            {
+                Ok(response) => {
+                    self.namesrv_index
+                        .store(idx, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(err) => {
+                    debug!(namesrv = %addrs[idx], error = %err, "nameserver request failed");
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no NameServer address set".into())))
+    }
+
+    /// Encodes a structured body in the configured serialize type.
+    pub(crate) fn encode<T: Serialize>(&self, value: &T) -> Result<bytes::Bytes> {
+        encode_body(value, self.config.serialize_type).map_err(|e| ClientError::Body(e.to_string()))
+    }
+
+    // ----- routes --------------------------------------------------------------------
+
+    /// Asks the NameServer for `topic`'s route; `Ok(None)` when it answers TOPIC_NOT_EXIST.
+    ///
+    /// # Errors
+    /// Transport errors, other error codes, or an undecodable body.
+    pub(crate) async fn fetch_route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
+        let req = request(RequestCode::GetRouteinfoByTopic, ext!("topic" => topic));
+        let response = self.invoke_namesrv(req).await?;
+        if response.code == i32::from(ResponseCode::TopicNotExist) {
+            return Ok(None);
+        }
+        let response = expect_success("nameserver", response)?;
+        let route = decode_route(&response)?;
+        Ok(Some(route))
+    }
+
+    /// Fetches `topic`'s route and stores it (and its broker addresses) in the cache.
+    /// A TOPIC_NOT_EXIST answer removes the cached route.
+    ///
+    /// # Errors
+    /// As [`fetch_route`](Self::fetch_route); the cache is unchanged on errors.
+    pub(crate) async fn update_route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
+        match self.fetch_route(topic).await? {
+            Some(route) => {
+                {
+                    let mut addrs = self.broker_addrs.write();
+                    for bd in &route.broker_datas {
+                        addrs.insert(bd.broker_name.clone(), bd.broker_addrs.clone());
+                    }
+                }
+                self.routes.write().insert(topic.to_string(), route.clone());
+                Ok(Some(route))
+            }
+            None => {
+                self.routes.write().remove(topic);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The cached route of `topic`, fetching it if it is not cached yet.
+    ///
+    /// # Errors
+    /// [`ClientError::NoRoute`] if the NameServer has none; transport errors.
+    pub(crate) async fn route(&self, topic: &str) -> Result<TopicRouteData> {
+        if let Some(route) = self.routes.read().get(topic) {
+            return Ok(route.clone());
+        }
+        self.update_route(topic)
+            .await?
+            .ok_or_else(|| ClientError::NoRoute {
+                topic: topic.to_string(),
+            })
+    }
+
+    /// The cached route of `topic` without a fetch.
+    pub(crate) fn cached_route(&self, topic: &str) -> Option<TopicRouteData> {
+        self.routes.read().get(topic).cloned()
+    }
+
+    /// Remembers `route` for `topic` (used for the TBW102 fallback of producers).
+    pub(crate) fn insert_route(&self, topic: &str, route: TopicRouteData) {
+        {
+            let mut addrs = self.broker_addrs.write();
+            for bd in &route.broker_datas {
+                addrs.insert(bd.broker_name.clone(), bd.broker_addrs.clone());
+            }
+        }
+        self.routes.write().insert(topic.to_string(), route);
+    }
+
+    /// The master address of `broker_name` from the known routes.
+    pub(crate) fn find_master(&self, broker_name: &str) -> Option<String> {
+        self.broker_addrs
+            .read()
+            .get(broker_name)
+            .and_then(|a| a.get(&0).cloned())
+    }
+
+    /// The master address of `broker_name`, refreshing `topic`'s route once if unknown.
+    ///
+    /// # Errors
+    /// [`ClientError::BrokerNotFound`] when no master is known even after the refresh.
+    pub(crate) async fn find_master_or_refresh(
+        &self,
+        broker_name: &str,
+        topic: &str,
+    ) -> Result<String> {
+        if let Some(addr) = self.find_master(broker_name) {
+            return Ok(addr);
+        }
+        let _ = self.update_route(topic).await;
+        self.find_master(broker_name)
+            .ok_or_else(|| ClientError::BrokerNotFound {
+                broker_name: broker_name.to_string(),
+            })
+    }
+
+    /// The master address, else any member address, of `broker_name`.
+    pub(crate) fn find_any_addr(&self, broker_name: &str) -> Option<String> {
+        self.broker_addrs
+            .read()
+            .get(broker_name)
+            .and_then(|a| a.get(&0).or_else(|| a.values().next()).cloned())
+    }
+
+    /// Every known broker address (masters and slaves), deduplicated.
+    pub(crate) fn all_broker_addrs(&self, masters_only: bool) -> BTreeSet<String> {
+        self.broker_addrs
+            .read()
+            .values()
+            .flat_map(|m| m.iter())
+            .filter(|(id, _)| !masters_only || **id == 0)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    async fn refresh_all_routes(&self) {
+        let mut topics: BTreeSet<String> = self.routes.read().keys().cloned().collect();
+        let consumers: Vec<Arc<dyn ConsumerHooks>> =
+            self.consumers.lock().values().cloned().collect();
+        for c in consumers {
+            topics.extend(c.topics());
+        }
+        for topic in topics {
+            if let Err(err) = self.update_route(&topic).await {
+                debug!(%topic, error = %err, "route refresh failed; keeping the old route");
+            }
+        }
+    }
+
+    // ----- heartbeats ----------------------------------------------------------------
+
+    fn heartbeat_data(&self) -> HeartbeatData {
+        let mut producer_data_set: Vec<ProducerData> = self
+            .producer_groups
+            .lock()
+            .iter()
+            .map(|g| ProducerData {
+                group_name: g.clone(),
+            })
+            .collect();
+        if !producer_data_set.is_empty() {
+            producer_data_set.push(ProducerData {
+                group_name: CLIENT_INNER_PRODUCER.to_string(),
+            });
+        }
+        let consumer_data_set = self
+            .consumers
+            .lock()
+            .values()
+            .map(|c| c.consumer_data())
+            .collect();
+        HeartbeatData {
+            client_id: self.client_id.clone(),
+            producer_data_set,
+            consumer_data_set,
+            ..Default::default()
+        }
+    }
+
+    /// Sends a HEART_BEAT to every broker that should know this client: every address of
+    /// every known route when it has consumers, else the masters only. Failures are logged.
+    pub(crate) async fn send_heartbeat_to_all(&self) {
+        let data = self.heartbeat_data();
+        if data.producer_data_set.is_empty() && data.consumer_data_set.is_empty() {
+            return;
+        }
+        let masters_only = data.consumer_data_set.is_empty();
+        let body = match self.encode(&data) {
+            Ok(body) => body,
+            Err(err) => {
+                warn!(error = %err, "cannot encode heartbeat");
+                return;
+            }
+        };
+        let addrs = self.all_broker_addrs(masters_only);
+        let sends = addrs.iter().map(|addr| {
+            let req = request(RequestCode::HeartBeat, ExtFields::new()).with_body(body.clone());
+            async move {
+                if let Err(err) = self.invoke_ok(addr, req, self.config.rpc_timeout).await {
+                    debug!(broker = %addr, error = %err, "heartbeat failed");
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    /// Sends UNREGISTER_CLIENT for a producer and/or consumer group to every known broker.
+    pub(crate) async fn unregister_client(
+        &self,
+        producer_group: Option<&str>,
+        consumer_group: Option<&str>,
+    ) {
+        let mut fields = ext!("clientID" => self.client_id);
+        if let Some(g) = producer_group {
+            fields.insert("producerGroup".into(), g.to_string());
+        }
+        if let Some(g) = consumer_group {
+            fields.insert("consumerGroup".into(), g.to_string());
+        }
+        let addrs = self.all_broker_addrs(consumer_group.is_none());
+        let sends = addrs.iter().map(|addr| {
+            let req = request(RequestCode::UnregisterClient, fields.clone());
+            async move {
+                if let Err(err) = self.invoke(addr, req, self.config.rpc_timeout).await {
+                    debug!(broker = %addr, error = %err, "unregister failed");
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    // ----- broker → client -----------------------------------------------------------
+
+    async fn handle_server_request(
+        self: Arc<Self>,
+        addr: String,
+        request: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        let code = RequestCode::try_from(request.code).ok();
+        debug!(broker = %addr, code = request.code, "request from broker");
+        match code {
+            Some(RequestCode::NotifyConsumerIdsChanged) => {
+                let group = request.ext("consumerGroup").unwrap_or_default();
+                let hooks = self.consumers.lock().get(group).cloned();
+                if let Some(hooks) = hooks {
+                    hooks.trigger_rebalance();
+                }
+                None
+            }
+            Some(RequestCode::ResetConsumerClientOffset) => {
+                let group = request.ext("group").unwrap_or_default().to_string();
+                let topic = request.ext("topic").unwrap_or_default().to_string();
+                match decode_body::<ResetOffsetBody>(&request.body, request.serialize_type) {
+                    Ok(body) => {
+                        let hooks = self.consumers.lock().get(&group).cloned();
+                        if let Some(hooks) = hooks {
+                            hooks.reset_offset(&topic, body.offset_table.0);
+                        }
+                    }
+                    Err(err) => warn!(broker = %addr, error = %err, "bad reset-offset body"),
+                }
+                reply_if_not_oneway(&request, ResponseCode::Success, None)
+            }
+            Some(RequestCode::CheckTransactionState) => {
+                let hook = self.transaction_hook.read().clone();
+                match hook {
+                    Some(hook) => {
+                        tokio::spawn(hook.check_transaction_state(addr, request.clone()));
+                    }
+                    None => debug!(broker = %addr, "check-back without a transaction producer"),
+                }
+                None
+            }
+            _ => reply_if_not_oneway(
+                &request,
+                ResponseCode::RequestCodeNotSupported,
+                Some(format!(" request type {} not supported", request.code)),
+            ),
+        }
+    }
+}
+
+fn reply_if_not_oneway(
+    request: &RemotingCommand,
+    code: ResponseCode,
+    remark: Option<String>,
+) -> Option<RemotingCommand> {
+    if request.is_oneway() {
+        return None;
+    }
+    let mut response = RemotingCommand::response_to(request, code);
+    response.remark = remark;
+    Some(response)
+}
+
+/// Runs `f` on the instance every `period` (first run after one period) until `token` is
+/// cancelled or the instance is dropped.
+async fn periodic(
+    instance: Weak<ClientInstance>,
+    token: CancellationToken,
+    period: Duration,
+    f: impl Fn(Arc<ClientInstance>) -> BoxFuture<'static, ()>,
+) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let Some(instance) = instance.upgrade() else {
+            return;
+        };
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = f(instance) => {}
+        }
+    }
+}
+
+/// Turns a non-SUCCESS response into [`ClientError::Broker`].
+pub(crate) fn expect_success(addr: &str, response: RemotingCommand) -> Result<RemotingCommand> {
+    if response.code == i32::from(ResponseCode::Success) {
+        Ok(response)
+    } else {
+        Err(broker_error(addr, &response))
+    }
+}
+
+/// The [`ClientError::Broker`] for an error response.
+pub(crate) fn broker_error(addr: &str, response: &RemotingCommand) -> ClientError {
+    ClientError::Broker {
+        addr: addr.to_string(),
+        code: response.code,
+        remark: response.remark.clone().unwrap_or_default(),
+    }
+}
+
+/// Decodes a structured response body in the response's serialize type.
+pub(crate) fn decode_response<T: DeserializeOwned>(response: &RemotingCommand) -> Result<T> {
+    decode_body(&response.body, response.serialize_type)
+        .map_err(|e| ClientError::Body(e.to_string()))
+}
+
+fn decode_route(response: &RemotingCommand) -> Result<TopicRouteData> {
+    match response.serialize_type {
+        SerializeType::MsgPack => decode_response(response),
+        _ => {
+            TopicRouteData::from_json(&response.body).map_err(|e| ClientError::Body(e.to_string()))
+        }
+    }
+}
