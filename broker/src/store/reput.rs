@@ -1,0 +1,255 @@
+//! Reput: the dispatcher that tails the CommitLog behind the writer.
+//!
+//! For every record it appends a ConsumeQueue unit (skipping PREPARED and ROLLBACK
+//! transaction records, PROTOCOL.md §3.3), index entries for `KEYS` tokens and `UNIQ_KEY`
+//! (skipping ROLLBACK), and then calls the arrival listeners. For `SCHEDULE_TOPIC_XXXX` the
+//! tags code is the delivery time: store timestamp + delay of the record's `DELAY` level.
+//! Contract: the dispatched offset only moves forward, over records that were fully dispatched;
+//! `wait_dispatched` lets callers (and tests) wait for it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tern_common::message::property::property_key;
+use tern_common::message::record::{decode_record, sys_flag, RecordError, RecordRef};
+
+use super::consume_queue::CqUnit;
+use super::index_file::tags_code;
+use super::{ArrivalEvent, Inner, SCHEDULE_TOPIC};
+
+/// One decoded CommitLog record handed to the reput consumers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchRequest {
+    /// Topic.
+    pub topic: String,
+    /// Queue id.
+    pub queue_id: i32,
+    /// CommitLog offset of the record.
+    pub phy_offset: i64,
+    /// Record size in bytes.
+    pub size: i32,
+    /// ConsumeQueue tags code.
+    pub tags_code: i64,
+    /// Store timestamp (ms).
+    pub store_timestamp: i64,
+    /// Queue offset assigned at append.
+    pub queue_offset: i64,
+    /// sysFlag.
+    pub sys_flag: i32,
+    /// Index keys: the `KEYS` tokens and the `UNIQ_KEY`.
+    pub keys: Vec<String>,
+}
+
+impl DispatchRequest {
+    /// Builds the request for a decoded record; `delay_table` maps delay levels (1-based) to
+    /// delays for the schedule topic's tags code.
+    pub fn from_record(r: &RecordRef<'_>, delay_table: &[Duration]) -> Self {
+        let tags = if r.topic == SCHEDULE_TOPIC {
+            let level = r
+                .property(property_key::DELAY)
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let delay = match level {
+                Some(l) if l > 0 && !delay_table.is_empty() => {
+                    delay_table[l.min(delay_table.len()) - 1]
+                }
+                _ => Duration::ZERO,
+            };
+            r.store_timestamp
+                .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+        } else {
+            tags_code(r.tags())
+        };
+        let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
+        if let Some(u) = r.uniq_key().filter(|u| !u.is_empty()) {
+            keys.push(u.to_string());
+        }
+        Self {
+            topic: r.topic.to_string(),
+            queue_id: r.queue_id,
+            phy_offset: r.phy_offset,
+            size: r.total_size,
+            tags_code: tags,
+            store_timestamp: r.store_timestamp,
+            queue_offset: r.queue_offset,
+            sys_flag: r.sys_flag,
+            keys,
+        }
+    }
+}
+
+/// What one scan step found.
+enum Step {
+    /// Records decoded from one file, and the offset after them.
+    Records(Vec<DispatchRequest>, i64),
+    /// Jump to this offset (end-of-file marker or a fully read file).
+    Skip(i64),
+    /// Nothing more to read now.
+    Idle,
+    /// An undecodable record at this offset.
+    Corrupt(i64, RecordError),
+}
+
+/// Maximum records decoded per scan step (bounds the batch buffer).
+const MAX_RECORDS_PER_STEP: usize = 1024;
+
+impl Inner {
+    fn scan(&self, from: i64) -> Step {
+        let log = &self.commit_log;
+        if from < log.min_offset() {
+            return Step::Skip(log.min_offset());
+        }
+        let Some(file) = log.files().find_file(from) else {
+            return Step::Idle;
+        };
+        let pos = (from - file.file_from_offset()) as usize;
+        let wrote = file.wrote_position();
+        if pos >= wrote {
+            return if wrote == file.size() {
+                Step::Skip(log.roll_next_file(from))
+            } else {
+                Step::Idle
+            };
+        }
+        let delay_table = &self.config.delay_level_table;
+        file.with_slice(pos, wrote - pos, |buf| {
+            let mut at = 0usize;
+            let mut out = Vec::new();
+            while at < buf.len() && out.len() < MAX_RECORDS_PER_STEP {
+                match decode_record(&buf[at..], false) {
+                    Ok(r) => {
+                        out.push(DispatchRequest::from_record(&r, delay_table));
+                        at += r.len();
+                    }
+                    Err(RecordError::Blank { .. }) if out.is_empty() => {
+                        return Step::Skip(log.roll_next_file(from));
+                    }
+                    Err(RecordError::Blank { .. }) => break,
+                    Err(e) if out.is_empty() => return Step::Corrupt(from, e),
+                    Err(_) => break,
+                }
+            }
+            Step::Records(out, from + at as i64)
+        })
+        .unwrap_or(Step::Idle)
+    }
+
+    /// Dispatches one record to the ConsumeQueue, the index and the listeners.
+    fn dispatch(&self, req: &DispatchRequest) -> Result<(), super::StoreError> {
+        let tx = sys_flag::transaction_value(req.sys_flag);
+        let to_queue =
+            tx != sys_flag::TRANSACTION_PREPARED_TYPE && tx != sys_flag::TRANSACTION_ROLLBACK_TYPE;
+        let mut written = false;
+        if to_queue {
+            let cq = self.find_or_create_queue(&req.topic, req.queue_id)?;
+            let unit = CqUnit {
+                phy_offset: req.phy_offset,
+                size: req.size,
+                tags_code: req.tags_code,
+            };
+            written = cq.put_unit(req.queue_offset, unit)?;
+        }
+        if tx != sys_flag::TRANSACTION_ROLLBACK_TYPE && !req.keys.is_empty() {
+            self.index.put(
+                &req.topic,
+                req.keys.iter().map(String::as_str),
+                req.phy_offset,
+                req.store_timestamp,
+            )?;
+        }
+        if written {
+            let listeners = self.listeners.read().clone();
+            if !listeners.is_empty() {
+                let event = ArrivalEvent {
+                    topic: req.topic.clone(),
+                    queue_id: req.queue_id,
+                    queue_offset: req.queue_offset + 1,
+                    tags_code: req.tags_code,
+                    store_timestamp: req.store_timestamp,
+                };
+                for l in listeners.iter() {
+                    l(&event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dispatches what is available up to `limit` (exclusive CommitLog offset), in bounded
+    /// steps. Returns the number of records dispatched.
+    pub(super) fn reput_until(&self, limit: i64, max_steps: usize) -> usize {
+        let mut count = 0;
+        for _ in 0..max_steps {
+            let from = self.dispatched.load(Ordering::Acquire);
+            if from >= limit {
+                break;
+            }
+            match self.scan(from) {
+                Step::Records(reqs, next) => {
+                    let mut at = from;
+                    for req in &reqs {
+                        if let Err(e) = self.dispatch(req) {
+                            tracing::error!(phy_offset = req.phy_offset, cause = %e, "dispatch failed; store is read-only");
+                            self.flags.set_write_error();
+                            self.advance_dispatched(at, req.store_timestamp);
+                            return count;
+                        }
+                        at = req.phy_offset + i64::from(req.size);
+                        self.advance_dispatched(at, req.store_timestamp);
+                        count += 1;
+                    }
+                    debug_assert_eq!(at, next);
+                }
+                Step::Skip(next) => self.advance_dispatched(next, 0),
+                Step::Idle => break,
+                Step::Corrupt(at, e) => {
+                    if !self.reput_corrupt_logged.swap(true, Ordering::AcqRel) {
+                        tracing::error!(phy_offset = at, cause = %e, "undecodable commit log record; dispatch stalled");
+                    }
+                    break;
+                }
+            }
+        }
+        count
+    }
+
+    fn advance_dispatched(&self, to: i64, store_timestamp: i64) {
+        self.dispatched.fetch_max(to, Ordering::AcqRel);
+        if store_timestamp > 0 {
+            self.dispatched_store_timestamp
+                .fetch_max(store_timestamp, Ordering::AcqRel);
+        }
+        let _guard = self.dispatch_lock.lock();
+        self.dispatch_cv.notify_all();
+    }
+
+    /// Waits until everything below `phy_offset` is dispatched or `timeout` passes.
+    pub(super) fn wait_dispatched(&self, phy_offset: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.dispatch_lock.lock();
+        loop {
+            if self.dispatched.load(Ordering::Acquire) >= phy_offset {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.dispatch_cv
+                .wait_for(&mut guard, (deadline - now).min(Duration::from_millis(10)));
+        }
+    }
+}
+
+/// Body of the reput thread: dispatch, then sleep up to 1 ms when idle (an append unparks it).
+pub(super) fn run(inner: Arc<Inner>) {
+    while !inner.stop.load(Ordering::Acquire) {
+        let max = inner.commit_log.max_offset();
+        if inner.reput_until(max, 64) == 0 && inner.dispatched.load(Ordering::Acquire) >= max {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+    // Final pass so a clean shutdown leaves the ConsumeQueues complete (bounded by the log size).
+    let max = inner.commit_log.max_offset();
+    inner.reput_until(max, usize::MAX);
+}
