@@ -48,27 +48,30 @@ fn load_config(args: &Args) -> Result<NameServerConfig> {
     NameServerConfig::try_from(raw).context("invalid configuration")
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Installs the SIGINT/SIGTERM handlers now (before the `listening on` line, so a signal sent
+/// right after it is never missed) and returns the future that resolves on the first signal.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => info!("received SIGINT, shutting down"),
+            _ = term.recv() => info!("received SIGTERM, shutting down"),
+        }
+    })
+}
+
+/// Returns the future that resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => info!("received SIGINT, shutting down"),
-        _ = term => info!("received SIGTERM, shutting down"),
-    }
+        info!("received Ctrl-C, shutting down");
+    })
 }
 
 #[tokio::main]
@@ -85,6 +88,7 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let shutdown = shutdown_signal()?;
     info!(
         broker_expiry_ms = config.broker_expiry.as_millis() as u64,
         scan_interval_ms = config.scan_interval.as_millis() as u64,
@@ -95,6 +99,6 @@ async fn main() -> Result<()> {
         writeln!(out, "listening on {addr}").context("writing to stdout")?;
         out.flush().context("flushing stdout")?;
     }
-    tern_nameserver::run(config, listener, shutdown_signal()).await;
+    tern_nameserver::run(config, listener, shutdown).await;
     Ok(())
 }

@@ -518,9 +518,10 @@ mod tests {
 
     #[test]
     fn kv_config_and_order_topic_conf() {
-        let mut config = NameServerConfig::default();
-        config.order_message_enable = true;
-        let ns = NameServer::new(config);
+        let ns = NameServer::new(NameServerConfig {
+            order_message_enable: true,
+            ..Default::default()
+        });
         let put = RemotingCommand::request(
             RequestCode::PutKvConfig,
             &PutKVConfigRequestHeader {
@@ -649,9 +650,10 @@ mod tests {
 
     #[test]
     fn all_topic_list_can_be_disabled() {
-        let mut config = NameServerConfig::default();
-        config.enable_all_topic_list = false;
-        let ns = NameServer::new(config);
+        let ns = NameServer::new(NameServerConfig {
+            enable_all_topic_list: false,
+            ..Default::default()
+        });
         let r = ns.process(
             None,
             &RemotingCommand::request_empty(RequestCode::GetAllTopicListFromNameserver),
