@@ -433,14 +433,6 @@ impl ClientInstance {
             })
     }
 
-    /// The master address, else any member address, of `broker_name`.
-    pub(crate) fn find_any_addr(&self, broker_name: &str) -> Option<String> {
-        self.broker_addrs
-            .read()
-            .get(broker_name)
-            .and_then(|a| a.get(&0).or_else(|| a.values().next()).cloned())
-    }
-
     /// Every known broker address (masters and slaves), deduplicated.
     pub(crate) fn all_broker_addrs(&self, masters_only: bool) -> BTreeSet<String> {
         self.broker_addrs

@@ -38,6 +38,7 @@
 //! - [`producer`]: [`Producer`], [`SendResult`], queue selectors.
 //! - [`consumer`]: [`PushConsumer`], [`PullConsumer`], handlers, allocation strategies.
 //! - [`admin`]: [`Admin`], topic/cluster/offset/message administration.
+//! - [`transaction`]: [`TransactionProducer`], [`TransactionListener`].
 
 pub mod admin;
 pub mod config;
@@ -45,6 +46,7 @@ pub mod consumer;
 pub mod error;
 pub(crate) mod instance;
 pub mod producer;
+pub mod transaction;
 
 pub use admin::Admin;
 pub use config::ClientConfig;
@@ -55,4 +57,7 @@ pub use consumer::{
 pub use error::ClientError;
 pub use instance::TransactionCheckHook;
 pub use producer::{Producer, SendResult, SendStatus};
+pub use transaction::{
+    LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
+};
 pub use tern_common::protocol::SerializeType;

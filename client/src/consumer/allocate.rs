@@ -59,7 +59,11 @@ impl AllocateStrategy for AllocateAveragely {
         } else {
             index * average + rem
         };
-        let range = average.min(q.saturating_sub(start));
+        if start >= q {
+            // More clients than queues: this one is past the last queue.
+            return Vec::new();
+        }
+        let range = average.min(q - start);
         queues[start..start + range].to_vec()
     }
 

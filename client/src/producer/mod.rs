@@ -448,19 +448,9 @@ impl ProducerInner {
             failed.retain(|_, at| at.elapsed() < self.fault_isolation);
             failed.keys().cloned().collect::<Vec<_>>()
         };
-        let pick = |ok: &dyn Fn(&MessageQueue) -> bool| {
-            (0..queues.len())
-                .map(|i| &queues[(start + i) % queues.len()])
-                .find(|q| ok(q))
-                .cloned()
-        };
-        let healthy = |q: &MessageQueue| {
-            Some(q.broker_name.as_str()) != last_failed && !isolated.contains(&q.broker_name)
-        };
-        let not_last = |q: &MessageQueue| Some(q.broker_name.as_str()) != last_failed;
-        Ok(pick(&healthy)
-            .or_else(|| pick(&not_last))
-            .unwrap_or_else(|| queues[start % queues.len()].clone()))
+        choose_queue(queues, start, last_failed, &isolated).ok_or_else(|| ClientError::NoRoute {
+            topic: String::new(),
+        })
     }
 
     pub(crate) async fn send_with_retries(
@@ -682,6 +672,27 @@ impl ProducerInner {
     }
 }
 
+/// Round-robin from `start`: the first queue whose broker is neither `last_failed` nor in
+/// `isolated`, else the first not on `last_failed`, else `queues[start % len]`; `None` only
+/// for an empty list.
+fn choose_queue(
+    queues: &[MessageQueue],
+    start: usize,
+    last_failed: Option<&str>,
+    isolated: &[String],
+) -> Option<MessageQueue> {
+    if queues.is_empty() {
+        return None;
+    }
+    let ring = || (0..queues.len()).map(|i| &queues[(start + i) % queues.len()]);
+    let not_last = |q: &&MessageQueue| Some(q.broker_name.as_str()) != last_failed;
+    ring()
+        .find(|q| not_last(q) && !isolated.contains(&q.broker_name))
+        .or_else(|| ring().find(not_last))
+        .or_else(|| queues.get(start % queues.len()))
+        .cloned()
+}
+
 fn req_uniq_key(msg: &Message, req: &RemotingCommand) -> String {
     msg.properties
         .get(property_key::UNIQ_KEY)
@@ -770,6 +781,45 @@ mod tests {
         // A success without the required header fields is an error, not a panic.
         let resp = RemotingCommand::response_to(&req, ResponseCode::Success);
         assert!(parse_send_response("b", &resp, &mq, "U".into()).is_err());
+    }
+
+    fn two_brokers() -> Vec<MessageQueue> {
+        let mut v: Vec<MessageQueue> = ["broker-a", "broker-b"]
+            .iter()
+            .flat_map(|b| (0..2).map(move |i| MessageQueue::new("T", *b, i)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn queue_choice_is_round_robin() {
+        let qs = two_brokers();
+        let picked: Vec<MessageQueue> = (0..4)
+            .filter_map(|i| choose_queue(&qs, i, None, &[]))
+            .collect();
+        assert_eq!(picked, qs);
+        assert_eq!(choose_queue(&[], 0, None, &[]), None);
+    }
+
+    #[test]
+    fn queue_choice_avoids_the_failed_and_isolated_brokers() {
+        let qs = two_brokers();
+        for start in 0..8 {
+            let q = choose_queue(&qs, start, Some("broker-a"), &[]).expect("a queue");
+            assert_eq!(q.broker_name, "broker-b");
+            let q = choose_queue(&qs, start, None, &["broker-b".to_string()]).expect("a queue");
+            assert_eq!(q.broker_name, "broker-a");
+        }
+        // Everything failed: still pick something rather than give up.
+        let only_a: Vec<MessageQueue> = qs
+            .iter()
+            .filter(|q| q.broker_name == "broker-a")
+            .cloned()
+            .collect();
+        let q =
+            choose_queue(&only_a, 1, Some("broker-a"), &["broker-a".to_string()]).expect("a queue");
+        assert_eq!(q, only_a[1]);
     }
 
     #[test]
