@@ -23,7 +23,9 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tern_common::message::record::sys_flag;
 use tern_common::message::{decode_offset_msg_id, property_key, Message, MessageExt};
-use tern_common::protocol::header::{CheckTransactionStateRequestHeader, EndTransactionRequestHeader};
+use tern_common::protocol::header::{
+    CheckTransactionStateRequestHeader, EndTransactionRequestHeader,
+};
 use tern_common::protocol::{RemotingCommand, RequestCode, SerializeType};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
@@ -177,7 +179,8 @@ impl TransactionProducerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.warm_up_topics.extend(topics.into_iter().map(Into::into));
+        self.warm_up_topics
+            .extend(topics.into_iter().map(Into::into));
         self
     }
 
@@ -211,7 +214,9 @@ impl TransactionProducerBuilder {
         }
         if !self.warm_up_topics.is_empty() {
             instance.send_heartbeat_to_all().await;
-            tp.heartbeated.lock().extend(instance.all_broker_addrs(true));
+            tp.heartbeated
+                .lock()
+                .extend(instance.all_broker_addrs(true));
         }
         Ok(tp)
     }
@@ -259,7 +264,9 @@ pub struct TransactionProducer {
 
 impl std::fmt::Debug for TransactionProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransactionProducer").field("producer", &self.producer).finish()
+        f.debug_struct("TransactionProducer")
+            .field("producer", &self.producer)
+            .finish()
     }
 }
 
@@ -338,7 +345,10 @@ impl TransactionProducer {
                 "no master address for end transaction; the broker will check back"
             ),
         }
-        Ok(TransactionSendResult { send_result, local_state })
+        Ok(TransactionSendResult {
+            send_result,
+            local_state,
+        })
     }
 
     /// Sends the first heartbeat to a broker this producer just stored a half message on, so
@@ -358,11 +368,13 @@ impl TransactionProducer {
         send_result: &SendResult,
         state: LocalTransactionState,
     ) -> Result<()> {
-        let (_, commit_log_offset) = decode_offset_msg_id(&send_result.offset_msg_id)
-            .map_err(|e| ClientError::Header(tern_common::protocol::HeaderError::Invalid {
-                field: "msgId",
-                value: e.to_string(),
-            }))?;
+        let (_, commit_log_offset) =
+            decode_offset_msg_id(&send_result.offset_msg_id).map_err(|e| {
+                ClientError::Header(tern_common::protocol::HeaderError::Invalid {
+                    field: "msgId",
+                    value: e.to_string(),
+                })
+            })?;
         let header = EndTransactionRequestHeader {
             producer_group: self.group().to_string(),
             tran_state_table_offset: send_result.queue_offset,
@@ -371,13 +383,20 @@ impl TransactionProducer {
             from_transaction_check: Some(false),
             msg_id: send_result.msg_id.clone(),
             transaction_id: Some(
-                send_result.transaction_id.clone().unwrap_or_else(|| send_result.msg_id.clone()),
+                send_result
+                    .transaction_id
+                    .clone()
+                    .unwrap_or_else(|| send_result.msg_id.clone()),
             ),
             topic: Some(send_result.message_queue.topic.clone()),
             broker_name: Some(send_result.message_queue.broker_name.clone()),
         };
         let request = RemotingCommand::request(RequestCode::EndTransaction, &header);
-        self.producer.inner().instance.invoke_oneway(addr, request).await
+        self.producer
+            .inner()
+            .instance
+            .invoke_oneway(addr, request)
+            .await
     }
 
     /// Unregisters the group from the brokers and stops the client instance; check-backs are
@@ -412,9 +431,15 @@ impl TransactionCheckHook for CheckHandler {
         let running = self.running.clone();
         Box::pin(async move {
             let _queued = queued;
-            let Ok(_running) = running.acquire_owned().await else { return };
-            let Some(instance) = instance.upgrade() else { return };
-            if let Err(err) = answer_check(&instance, &group, listener, &broker_addr, &request).await {
+            let Ok(_running) = running.acquire_owned().await else {
+                return;
+            };
+            let Some(instance) = instance.upgrade() else {
+                return;
+            };
+            if let Err(err) =
+                answer_check(&instance, &group, listener, &broker_addr, &request).await
+            {
                 debug!(broker = %broker_addr, error = %err, "check-back not answered");
             }
         })
@@ -430,7 +455,8 @@ async fn answer_check(
     request: &RemotingCommand,
 ) -> Result<()> {
     let header: CheckTransactionStateRequestHeader = request.decode_header()?;
-    let (msg, _) = MessageExt::decode(&request.body).map_err(|e| ClientError::Record(e.to_string()))?;
+    let (msg, _) =
+        MessageExt::decode(&request.body).map_err(|e| ClientError::Record(e.to_string()))?;
     let pgroup = msg.property(property_key::PGROUP).unwrap_or_default();
     if pgroup != group {
         return Err(ClientError::Config(format!(
