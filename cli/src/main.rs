@@ -1,1 +1,146 @@
-fn main() {}
+//! `tern`: the command line of a Tern (or Apache RocketMQ) cluster.
+//!
+//! It administers topics and consumer groups, looks messages up, sends and consumes for quick
+//! checks, and runs end-to-end benchmarks. It talks to the NameServers given with
+//! `-n/--namesrv HOST:PORT[;HOST:PORT]` (or `NAMESRV_ADDR`, default `127.0.0.1:9876`), and from
+//! the routes they return, to the brokers.
+//!
+//! # Layout
+//! - `admin`: one function per admin request (JSON headers and bodies).
+//! - `commands`: cluster, topic, consumer-group and broker commands.
+//! - `messaging`: `send`, `consume` and message lookup.
+//! - `bench`: `tern bench` (produce, consume, end-to-end, transactional).
+//! - `output`: text tables, JSON output, body previews, time formatting.
+//! - `time_arg`: parsing of `--to TIME` style arguments.
+
+mod admin;
+mod bench;
+mod commands;
+mod messaging;
+mod output;
+mod time_arg;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::admin::AdminClient;
+
+/// Administer, use and benchmark a Tern (or Apache RocketMQ) cluster.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// NameServer address(es), `HOST:PORT[;HOST:PORT]`.
+    #[arg(
+        short = 'n',
+        long = "namesrv",
+        env = "NAMESRV_ADDR",
+        default_value = "127.0.0.1:9876",
+        global = true,
+        value_name = "ADDR[;ADDR]"
+    )]
+    pub(crate) namesrv: String,
+    /// Print listings as JSON (streams such as `send` and `consume` print one JSON object per
+    /// line).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Timeout of each request to a NameServer or broker, in milliseconds.
+    #[arg(long, global = true, default_value_t = 5000, value_name = "MS")]
+    pub(crate) request_timeout_ms: u64,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Clusters and their brokers.
+    #[command(subcommand)]
+    Cluster(commands::ClusterCmd),
+    /// Create, update, delete, list and inspect topics.
+    #[command(subcommand)]
+    Topic(commands::TopicCmd),
+    /// Consumer groups: list, progress and lag, connections, offset reset.
+    #[command(subcommand, alias = "group")]
+    Consumer(commands::ConsumerCmd),
+    /// Look messages up by key, by id or by queue offset.
+    #[command(subcommand)]
+    Message(messaging::MessageCmd),
+    /// Broker runtime information.
+    #[command(subcommand)]
+    Broker(commands::BrokerCmd),
+    /// Send messages given as arguments, or one per line of standard input.
+    Send(messaging::SendArgs),
+    /// Consume and print messages.
+    Consume(messaging::ConsumeArgs),
+    /// Benchmarks against a running cluster.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let admin = AdminClient::new(
+        &cli.namesrv,
+        Duration::from_millis(cli.request_timeout_ms.max(1)),
+    )?;
+    admin.ensure_namesrv().await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Cluster(cmd) => commands::cluster(&admin, cmd, json).await,
+        Command::Topic(cmd) => commands::topic(&admin, cmd, json).await,
+        Command::Consumer(cmd) => commands::consumer(&admin, cmd, json).await,
+        Command::Broker(cmd) => commands::broker(&admin, cmd, json).await,
+        Command::Message(cmd) => messaging::message(&admin, cmd, json).await,
+        Command::Send(args) => messaging::send(&admin, args, json).await,
+        Command::Consume(args) => messaging::consume(&admin, args, json).await,
+        Command::Bench(cmd) => bench::run(&admin, cmd, json).await,
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("tern: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tern: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_flag_is_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["tern", "topic", "list", "--json", "-n", "h:1"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.namesrv, "h:1");
+    }
+}
