@@ -851,6 +851,62 @@ mod tests {
     }
 
     #[test]
+    fn cluster_info_and_topic_list_match_protocol_examples() {
+        let mut ci = ClusterInfo::default();
+        let mut bd = BrokerData::new("DefaultCluster", "broker-a");
+        bd.broker_addrs.insert(0, "10.0.0.5:10911".into());
+        ci.broker_addr_table.insert("broker-a".into(), bd);
+        ci.cluster_addr_table
+            .entry("DefaultCluster".into())
+            .or_default()
+            .insert("broker-a".into());
+        assert_eq!(
+            serde_json::to_string(&ci).unwrap(),
+            concat!(
+                r#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{"0":"10.0.0.5:10911"},"#,
+                r#""brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}},"#,
+                r#""clusterAddrTable":{"DefaultCluster":["broker-a"]}}"#
+            )
+        );
+        let tl = TopicList {
+            topic_list: ["TopicA".to_string(), "TBW102".to_string()]
+                .into_iter()
+                .collect(),
+            broker_addr: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&tl).unwrap(),
+            r#"{"topicList":["TBW102","TopicA"]}"#
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quoting_never_panics_and_keeps_standard_json(
+            junk in ".{0,64}",
+            map in proptest::collection::btree_map(".{0,8}", proptest::collection::vec(-5i64..5, 0..3), 0..4),
+        ) {
+            let _ = quote_nonstandard_keys(&junk);
+            let json = serde_json::to_string(&map).unwrap();
+            proptest::prop_assert!(matches!(quote_nonstandard_keys(&json), Cow::Borrowed(_)));
+        }
+
+        #[test]
+        fn bare_integer_keys_parse_like_quoted_ones(
+            addrs in proptest::collection::btree_map(-3i64..100, "[a-z0-9.:]{1,12}", 0..5),
+        ) {
+            let bd = BrokerData { broker_addrs: addrs, ..BrokerData::new("c", "b") };
+            let json = serde_json::to_string(&bd).unwrap();
+            let mut legacy = json.clone();
+            for id in bd.broker_addrs.keys() {
+                legacy = legacy.replace(&format!("\"{id}\":"), &format!("{id}:"));
+            }
+            let back: BrokerData = from_json_lenient(legacy.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(back, bd);
+        }
+    }
+
+    #[test]
     fn cluster_info_parses_legacy_java_output() {
         let legacy = concat!(
             r#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{0:"10.0.0.5:10911"},"#,
