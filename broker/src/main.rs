@@ -1,1 +1,159 @@
-fn main() {}
+//! `tern-broker`: starts a Tern broker.
+//!
+//! Configuration: the embedded default (`deploy/broker.toml`), then `--config FILE`, then the
+//! flags below. Prints exactly `listening on HOST:PORT` to stdout once the listener is bound
+//! (tests read it), and stops cleanly on SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tern_broker::config::{BrokerConfig, RawBrokerConfig, EMBEDDED_DEFAULT_TOML};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// A RocketMQ-compatible message broker.
+#[derive(Debug, Parser)]
+#[command(name = "tern-broker", version, about)]
+struct Args {
+    /// TOML configuration file (keys of deploy/broker.toml); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT (port 0 = any free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// NameServer addresses, `;`-separated.
+    #[arg(short = 'n', long = "namesrv", value_name = "ADDR[;ADDR]")]
+    namesrv: Option<String>,
+    /// Store root directory.
+    #[arg(long, value_name = "DIR")]
+    store_dir: Option<String>,
+    /// Broker name.
+    #[arg(long, value_name = "NAME")]
+    broker_name: Option<String>,
+    /// Advertised IP (STOREHOST, message ids, registration).
+    #[arg(long, value_name = "IP")]
+    broker_ip: Option<String>,
+    /// Cluster name.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// ASYNC_FLUSH or SYNC_FLUSH.
+    #[arg(long, value_name = "TYPE")]
+    flush_disk_type: Option<String>,
+    /// Create unknown topics on send through TBW102.
+    #[arg(long, value_name = "BOOL")]
+    auto_create_topic: Option<bool>,
+    /// CommitLog file size in bytes.
+    #[arg(long, value_name = "BYTES")]
+    mapped_file_size_commit_log: Option<u64>,
+    /// Largest message body in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<u64>,
+    /// Delay-level table, e.g. "1s 2s 3s".
+    #[arg(long, value_name = "LEVELS")]
+    message_delay_level: Option<String>,
+    /// Age below which a half message is not checked back, ms.
+    #[arg(long, value_name = "MS")]
+    transaction_timeout_ms: Option<u64>,
+    /// Interval between transaction check-back passes, ms.
+    #[arg(long, value_name = "MS")]
+    transaction_check_interval_ms: Option<u64>,
+    /// Check-backs after which a half message is discarded.
+    #[arg(long, value_name = "N")]
+    transaction_check_max: Option<i32>,
+    /// Consumer offset snapshot interval, ms.
+    #[arg(long, value_name = "MS")]
+    offset_persist_interval_ms: Option<u64>,
+    /// Client channel expiry, ms.
+    #[arg(long, value_name = "MS")]
+    channel_expired_timeout_ms: Option<u64>,
+    /// Long polling on/off.
+    #[arg(long, value_name = "BOOL")]
+    long_polling: Option<bool>,
+    /// Most held pulls per topic@queue.
+    #[arg(long, value_name = "N")]
+    max_suspended_pulls_per_queue: Option<usize>,
+}
+
+impl Args {
+    fn apply(self, raw: &mut RawBrokerConfig) {
+        macro_rules! set {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $(if let Some(v) = self.$flag { raw.$field = v; })*
+            };
+        }
+        set! {
+            listen => listen, namesrv => namesrv_addr, store_dir => store_path_root_dir,
+            broker_name => broker_name, cluster => broker_cluster_name,
+            flush_disk_type => flush_disk_type, auto_create_topic => auto_create_topic_enable,
+            mapped_file_size_commit_log => mapped_file_size_commit_log,
+            max_message_size => max_message_size, message_delay_level => message_delay_level,
+            transaction_timeout_ms => transaction_timeout_ms,
+            transaction_check_interval_ms => transaction_check_interval_ms,
+            transaction_check_max => transaction_check_max,
+            offset_persist_interval_ms => offset_persist_interval_ms,
+            channel_expired_timeout_ms => channel_expired_timeout_ms,
+            long_polling => long_polling_enable,
+            max_suspended_pulls_per_queue => max_suspended_pulls_per_queue,
+        }
+        if self.broker_ip.is_some() {
+            raw.broker_ip = self.broker_ip;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    info!("shutdown signal received");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?,
+        None => EMBEDDED_DEFAULT_TOML.to_string(),
+    };
+    let mut raw = RawBrokerConfig::from_toml(&text).context("parsing the configuration")?;
+    args.apply(&mut raw);
+    let config = BrokerConfig::try_from(raw).context("validating the configuration")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    info!("listening on {local}");
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {local}").context("writing to stdout")?;
+        out.flush().context("flushing stdout")?;
+    }
+    tern_broker::run(config, listener, shutdown_signal())
+        .await
+        .context("running the broker")?;
+    Ok(())
+}

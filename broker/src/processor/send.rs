@@ -1,0 +1,508 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320), PROTOCOL.md §2.3
+//! "Broker processing" steps 1–10, §3.7 (batch), §5.2 (half messages), §6.2 (delay levels)
+//! and §6.3 (retry → DLQ rule).
+//!
+//! The response always carries the full header (msgId, queueId, queueOffset, MSG_REGION,
+//! TRACE_ON) on codes 0/10/11/12, because the message is stored in each of those cases.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use tern_common::message::property::MAX_PROPERTIES_LEN_BYTES;
+use tern_common::message::record::{encoded_len, sys_flag, RecordInput};
+use tern_common::message::{
+    decode_batch, decode_properties, dlq_topic, encode_properties, group_of_retry_or_dlq_topic,
+    is_retry_topic, is_send_forbidden_topic, new_uniq_id, offset_msg_id, property_key,
+    validate_topic, RMQ_SYS_TRANS_HALF_TOPIC, SCHEDULE_TOPIC_XXXX,
+};
+use tern_common::protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
+use tern_common::protocol::{RemotingCommand, ResponseCode};
+use tern_common::remoting::Connection;
+use tern_common::route::{perm, TopicConfig, TopicFilterType};
+
+use super::{reject, ProcessorResult};
+use crate::context::BrokerContext;
+use crate::store::{PutMessageResult, PutMessageStatus};
+use crate::topic_config::now_ms;
+
+/// Client version from which the header's `maxReconsumeTimes` is honoured (V3_4_9).
+const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
+
+/// Where one send ends up after the §2.3 rewrites.
+#[derive(Debug)]
+struct Target {
+    topic: String,
+    queue_id: i32,
+    /// The queue id reported to the client (the original one for half messages).
+    reported_queue_id: i32,
+    properties: BTreeMap<String, String>,
+    sys_flag: i32,
+    transaction_id: Option<String>,
+}
+
+/// Handles codes 10, 310 and 320.
+///
+/// # Errors
+/// Header errors (SYSTEM_ERROR) and the refusals of §2.3 as [`ProcessorError::Rejected`].
+pub async fn handle_send_message(
+    ctx: &BrokerContext,
+    conn: &Connection,
+    request: RemotingCommand,
+) -> ProcessorResult {
+    let header = SendMessageRequestHeader::decode_for_code(request.code, &request.ext_fields)?;
+    let batch = header.is_batch()
+        || request.code == i32::from(tern_common::protocol::RequestCode::SendBatchMessage);
+
+    // Step 2: topic name and forbidden system topics.
+    if let Err(err) = validate_topic(&header.topic) {
+        return Err(reject(ResponseCode::InvalidParameter, format!("{err}")));
+    }
+    if is_send_forbidden_topic(&header.topic) {
+        return Err(reject(
+            ResponseCode::NoPermission,
+            format!("Sending message to topic[{}] is forbidden.", header.topic),
+        ));
+    }
+    // Step 3: topic lookup or auto-creation.
+    let topic_config = find_or_create_topic(ctx, &header)?;
+    if !perm::is_writeable(topic_config.perm) {
+        return Err(reject(
+            ResponseCode::NoPermission,
+            format!("the topic[{}] sending message is forbidden", header.topic),
+        ));
+    }
+    // Step 4: queue id.
+    let max_queues = topic_config
+        .read_queue_nums
+        .max(topic_config.write_queue_nums);
+    if header.queue_id >= max_queues {
+        return Err(reject(
+            ResponseCode::InvalidParameter,
+            format!(
+                "request queueId[{}] is illegal, {} Producer: {}",
+                header.queue_id,
+                topic_config.topic_name,
+                conn.peer_addr()
+            ),
+        ));
+    }
+    let queue_id = if header.queue_id < 0 {
+        rand::thread_rng().gen_range(0..topic_config.write_queue_nums.max(1))
+    } else {
+        header.queue_id
+    };
+    // Step 5: sizes.
+    let max_size = usize::try_from(ctx.config.max_message_size).unwrap_or(usize::MAX);
+    if request.body.len() > max_size {
+        return Err(reject(
+            ResponseCode::MessageIllegal,
+            format!(
+                "message body size exceeded, body size {} max {max_size}",
+                request.body.len()
+            ),
+        ));
+    }
+    let properties_text = header.properties.clone().unwrap_or_default();
+    if properties_text.len() > MAX_PROPERTIES_LEN_BYTES {
+        return Err(reject(
+            ResponseCode::MessageIllegal,
+            format!(
+                "message properties size exceeded, size {}",
+                properties_text.len()
+            ),
+        ));
+    }
+    if batch {
+        send_batch(ctx, conn, &request, &header, &topic_config, queue_id).await
+    } else {
+        send_single(
+            ctx,
+            conn,
+            &request,
+            &header,
+            &topic_config,
+            queue_id,
+            properties_text,
+        )
+        .await
+    }
+}
+
+/// Step 3: the topic's config, auto-created through the template when allowed.
+fn find_or_create_topic(
+    ctx: &BrokerContext,
+    header: &SendMessageRequestHeader,
+) -> Result<TopicConfig, crate::error::ProcessorError> {
+    if let Some(config) = ctx.topics.get(&header.topic) {
+        return Ok(config);
+    }
+    let created = if is_retry_topic(&header.topic) {
+        Some(
+            ctx.topics
+                .get_or_create(&header.topic, 1, perm::PERM_READ_WRITE)?,
+        )
+    } else {
+        ctx.topics.create_topic_in_send(
+            &header.topic,
+            &header.default_topic,
+            header.default_topic_queue_nums,
+            0,
+        )?
+    };
+    match created {
+        Some((config, new)) => {
+            if new {
+                tracing::info!(topic = %config.topic_name, queues = config.write_queue_nums, "auto-created topic");
+                ctx.registration.trigger();
+            }
+            Ok(config)
+        }
+        None => Err(reject(
+            ResponseCode::TopicNotExist,
+            format!(
+                "topic[{}] not exist, apply first please! https://rocketmq.apache.org/docs/bestPractice/06FAQ",
+                header.topic
+            ),
+        )),
+    }
+}
+
+/// Step 6–9 for one message: retry/DLQ, broker properties, half message, delay level.
+fn rewrite(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+    header: &SendMessageRequestHeader,
+    topic_config: &TopicConfig,
+    queue_id: i32,
+    mut properties: BTreeMap<String, String>,
+) -> Result<Target, crate::error::ProcessorError> {
+    let mut topic = header.topic.clone();
+    let mut queue_id = queue_id;
+    let mut sys_flag = header.sys_flag;
+    let reconsume_times = header.reconsume_times.unwrap_or(0);
+
+    // Step 6: retry topic → DLQ when the retries are exhausted.
+    if is_retry_topic(&topic) {
+        let group = group_of_retry_or_dlq_topic(&topic)
+            .unwrap_or_default()
+            .to_string();
+        let group_config = ctx.groups.find_or_create(&group)?.ok_or_else(|| {
+            reject(
+                ResponseCode::SubscriptionGroupNotExist,
+                format!("subscription group not exist, {group}"),
+            )
+        })?;
+        let max = if request.version >= VERSION_WITH_MAX_RECONSUME_TIMES {
+            header
+                .max_reconsume_times
+                .unwrap_or(group_config.retry_max_times)
+        } else {
+            group_config.retry_max_times
+        };
+        if reconsume_times > max {
+            let dlq = dlq_topic(&group);
+            let (_, created) = ctx.topics.get_or_create(&dlq, 1, perm::PERM_READ_WRITE)?;
+            if created {
+                ctx.registration.trigger();
+            }
+            topic = dlq;
+            queue_id = 0;
+            properties.insert(property_key::DELAY.into(), "-1".into());
+        }
+    }
+
+    // Step 7: broker-added properties.
+    let uniq = match properties.get(property_key::UNIQ_KEY) {
+        Some(u) if !u.is_empty() => u.clone(),
+        _ => {
+            let u = new_uniq_id();
+            properties.insert(property_key::UNIQ_KEY.into(), u.clone());
+            u
+        }
+    };
+    properties.insert(
+        property_key::CLUSTER.into(),
+        ctx.config.broker_cluster_name.clone(),
+    );
+    if topic_config.topic_filter_type == TopicFilterType::MultiTag {
+        sys_flag |= sys_flag::MULTI_TAGS_FLAG;
+    }
+
+    let delay_level: i64 = properties
+        .get(property_key::DELAY)
+        .and_then(|d| d.trim().parse().ok())
+        .unwrap_or(0);
+    let reported_queue_id = queue_id;
+    let mut transaction_id = None;
+
+    // Step 8: transactional half message (§5.2), except the pre-4.6.1 compatibility case.
+    let is_tran = properties
+        .get(property_key::TRAN_MSG)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let half = is_tran && !(reconsume_times > 0 && delay_level > 0);
+    if half {
+        properties.insert(property_key::TRANSACTION_ID.into(), uniq.clone());
+        properties.insert(property_key::REAL_TOPIC.into(), topic.clone());
+        properties.insert(property_key::REAL_QID.into(), queue_id.to_string());
+        sys_flag = sys_flag::reset_transaction_value(sys_flag, sys_flag::TRANSACTION_NOT_TYPE);
+        topic = RMQ_SYS_TRANS_HALF_TOPIC.to_string();
+        queue_id = 0;
+        transaction_id = Some(uniq);
+    } else if delay_level > 0
+        && sys_flag::transaction_value(sys_flag) != sys_flag::TRANSACTION_PREPARED_TYPE
+        && sys_flag::transaction_value(sys_flag) != sys_flag::TRANSACTION_ROLLBACK_TYPE
+    {
+        // Step 9: delay level → SCHEDULE_TOPIC_XXXX (§6.2).
+        let max_level = i64::try_from(ctx.config.message_delay_level.len()).unwrap_or(18);
+        let level = delay_level.min(max_level);
+        properties.insert(property_key::DELAY.into(), level.to_string());
+        properties.insert(property_key::REAL_TOPIC.into(), topic.clone());
+        properties.insert(property_key::REAL_QID.into(), queue_id.to_string());
+        topic = SCHEDULE_TOPIC_XXXX.to_string();
+        queue_id = i32::try_from(level - 1).unwrap_or(0);
+    } else if delay_level <= 0 {
+        check_timer(ctx, &properties)?;
+    }
+    Ok(Target {
+        topic,
+        queue_id,
+        reported_queue_id,
+        properties,
+        sys_flag,
+        transaction_id,
+    })
+}
+
+/// Timer messages (§6.5): a delivery time beyond `timer_max_delay` is MESSAGE_ILLEGAL.
+fn check_timer(
+    ctx: &BrokerContext,
+    properties: &BTreeMap<String, String>,
+) -> Result<(), crate::error::ProcessorError> {
+    let now = now_ms();
+    let parse = |k: &str| properties.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+    let deliver_ms = parse(property_key::TIMER_DELIVER_MS)
+        .or_else(|| {
+            parse(property_key::TIMER_DELAY_SEC).map(|s| now.saturating_add(s.saturating_mul(1000)))
+        })
+        .or_else(|| parse(property_key::TIMER_DELAY_MS).map(|ms| now.saturating_add(ms)));
+    if let Some(at) = deliver_ms {
+        let max = i64::try_from(ctx.config.timer_max_delay.as_millis()).unwrap_or(i64::MAX);
+        if at.saturating_sub(now) > max {
+            return Err(reject(
+                ResponseCode::MessageIllegal,
+                format!(
+                    "timer message delay exceeds the maximum of {} s",
+                    max / 1000
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // Internal step function; the arguments are the send's parts.
+async fn send_single(
+    ctx: &BrokerContext,
+    conn: &Connection,
+    request: &RemotingCommand,
+    header: &SendMessageRequestHeader,
+    topic_config: &TopicConfig,
+    queue_id: i32,
+    properties_text: String,
+) -> ProcessorResult {
+    let properties = decode_properties(&properties_text);
+    let target = rewrite(ctx, request, header, topic_config, queue_id, properties)?;
+    let properties = encode_properties(&target.properties);
+    if properties.len() > MAX_PROPERTIES_LEN_BYTES {
+        return Err(reject(
+            ResponseCode::MessageIllegal,
+            "message properties size exceeded",
+        ));
+    }
+    let input = RecordInput {
+        topic: target.topic,
+        queue_id: target.queue_id,
+        flag: header.flag,
+        body: request.body.clone(),
+        properties,
+        sys_flag: target.sys_flag,
+        born_timestamp: header.born_timestamp,
+        born_host: conn.peer_addr(),
+        store_host: ctx.store_host,
+        reconsume_times: header.reconsume_times.unwrap_or(0),
+        prepared_transaction_offset: 0,
+    };
+    let lengths = vec![encoded_len(&input)];
+    let result = ctx.store.put_message(input).await;
+    Ok(Some(put_response(
+        ctx,
+        request,
+        &result,
+        &lengths,
+        target.reported_queue_id,
+        target.transaction_id,
+    )))
+}
+
+async fn send_batch(
+    ctx: &BrokerContext,
+    conn: &Connection,
+    request: &RemotingCommand,
+    header: &SendMessageRequestHeader,
+    topic_config: &TopicConfig,
+    queue_id: i32,
+) -> ProcessorResult {
+    if is_retry_topic(&header.topic) {
+        return Err(reject(
+            ResponseCode::MessageIllegal,
+            "batch request does not support retry group",
+        ));
+    }
+    let batch_props = decode_properties(header.properties.as_deref().unwrap_or_default());
+    if sys_flag::transaction_value(header.sys_flag) != sys_flag::TRANSACTION_NOT_TYPE
+        || batch_props.contains_key(property_key::TRAN_MSG)
+    {
+        return Err(reject(
+            ResponseCode::MessageIllegal,
+            "batch message does not support transaction",
+        ));
+    }
+    if batch_props
+        .get(property_key::DELAY)
+        .is_some_and(|d| d.trim().parse::<i64>().is_ok_and(|v| v > 0))
+    {
+        return Err(reject(
+            ResponseCode::MessageIllegal,
+            "batch message does not support delay level",
+        ));
+    }
+    let entries = decode_batch(&request.body).map_err(|err| {
+        reject(
+            ResponseCode::MessageIllegal,
+            format!("bad batch body: {err}"),
+        )
+    })?;
+    if entries.is_empty() {
+        return Err(reject(ResponseCode::MessageIllegal, "empty batch"));
+    }
+    let mut sys = header.sys_flag;
+    if topic_config.topic_filter_type == TopicFilterType::MultiTag {
+        sys |= sys_flag::MULTI_TAGS_FLAG;
+    }
+    let mut inputs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let mut props = decode_properties(&entry.properties);
+        if props
+            .get(property_key::DELAY)
+            .is_some_and(|d| d.trim().parse::<i64>().is_ok_and(|v| v > 0))
+        {
+            return Err(reject(
+                ResponseCode::MessageIllegal,
+                "batch message does not support delay level",
+            ));
+        }
+        let properties = if props
+            .get(property_key::UNIQ_KEY)
+            .is_some_and(|u| !u.is_empty())
+        {
+            entry.properties
+        } else {
+            props.insert(property_key::UNIQ_KEY.into(), new_uniq_id());
+            encode_properties(&props)
+        };
+        if properties.len() > MAX_PROPERTIES_LEN_BYTES {
+            return Err(reject(
+                ResponseCode::MessageIllegal,
+                "message properties size exceeded",
+            ));
+        }
+        inputs.push(RecordInput {
+            topic: header.topic.clone(),
+            queue_id,
+            flag: entry.flag,
+            body: entry.body,
+            properties,
+            sys_flag: sys,
+            born_timestamp: header.born_timestamp,
+            born_host: conn.peer_addr(),
+            store_host: ctx.store_host,
+            reconsume_times: header.reconsume_times.unwrap_or(0),
+            prepared_transaction_offset: 0,
+        });
+    }
+    let lengths: Vec<usize> = inputs.iter().map(encoded_len).collect();
+    let result = ctx.store.put_messages(inputs).await;
+    Ok(Some(put_response(
+        ctx, request, &result, &lengths, queue_id, None,
+    )))
+}
+
+/// Step 10: store status → response (with the full header when the message is stored).
+fn put_response(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+    result: &PutMessageResult,
+    lengths: &[usize],
+    reported_queue_id: i32,
+    transaction_id: Option<String>,
+) -> RemotingCommand {
+    let (code, remark) = match result.status {
+        PutMessageStatus::PutOk => (ResponseCode::Success, None),
+        PutMessageStatus::FlushDiskTimeout => {
+            (ResponseCode::FlushDiskTimeout, Some("flush disk timeout"))
+        }
+        PutMessageStatus::CreateMappedFileFailed => (
+            ResponseCode::SystemError,
+            Some("create mapped file failed, server is busy or broken"),
+        ),
+        PutMessageStatus::MessageIllegal | PutMessageStatus::PropertiesSizeExceeded => (
+            ResponseCode::MessageIllegal,
+            Some("the message is illegal, maybe msg body or properties length not matched"),
+        ),
+        PutMessageStatus::ServiceNotAvailable => (
+            ResponseCode::ServiceNotAvailable,
+            Some("service not available now, maybe disk full or the store is read-only"),
+        ),
+        PutMessageStatus::OsPageCacheBusy => (
+            ResponseCode::SystemBusy,
+            Some("[PC_SYNCHRONIZED]broker busy, start flow control for a while"),
+        ),
+        _ => (ResponseCode::SystemError, Some("UNKNOWN_ERROR")),
+    };
+    let stored = matches!(code, ResponseCode::Success | ResponseCode::FlushDiskTimeout);
+    let mut response = RemotingCommand::response_to(request, code);
+    if let Some(remark) = remark {
+        response.remark = Some(remark.to_string());
+    }
+    match (&result.append, stored) {
+        (Some(append), true) => {
+            let mut phy = append.phy_offset;
+            let mut ids = Vec::with_capacity(lengths.len());
+            for len in lengths {
+                ids.push(offset_msg_id(ctx.store_host, phy));
+                phy = phy.saturating_add(i64::try_from(*len).unwrap_or(0));
+            }
+            let mut header = SendMessageResponseHeader::new(
+                ids.join(","),
+                reported_queue_id,
+                append.queue_offset,
+            );
+            header.transaction_id = transaction_id;
+            ctx.stats.record_put(
+                u64::try_from(lengths.len()).unwrap_or(0),
+                u64::try_from(lengths.iter().sum::<usize>()).unwrap_or(0),
+            );
+            response.with_header(&header)
+        }
+        _ => {
+            ctx.stats.record_send_failure();
+            if response.code == i32::from(ResponseCode::Success) {
+                // A PutOk without an append result breaks the store's contract; answer
+                // SYSTEM_ERROR rather than a success without a header.
+                response.code = i32::from(ResponseCode::SystemError);
+                response.remark = Some("store returned no append result".into());
+            }
+            response
+        }
+    }
+}
