@@ -267,6 +267,48 @@ async function closeAll(run, clients) {
 }
 
 /**
+ * Creates `topic` (perm RW, `queueNums` queues, SINGLE_TAG) on every master broker of the TBW102
+ * route with UPDATE_AND_CREATE_TOPIC (17, ali-ons's `MQClientAPI.createTopic`), then waits until
+ * the NameServer serves its route. Needed because ali-ons does not auto-create topics: its
+ * `producer.send` throws the NameServer's TOPIC_NOT_EXIST (17) instead of falling back to the
+ * TBW102 route as Java clients do.
+ */
+async function ensureTopic(run, mqClient, topic, queueNums) {
+  const route = await mqClient.getDefaultTopicRouteInfoFromNameServer('TBW102', 3000);
+  const masters = (route && route.brokerDatas || []).map(b => b.brokerAddrs && b.brokerAddrs['0']).filter(Boolean);
+  if (!masters.length) {
+    throw new Error(`no master broker in the TBW102 route: ${JSON.stringify(route)}`);
+  }
+  for (const addr of masters) {
+    await mqClient.createTopic(addr, 'TBW102', {
+      topicName: topic,
+      readQueueNums: queueNums,
+      writeQueueNums: queueNums,
+      perm: 6,
+      topicFilterType: 'SINGLE_TAG',
+      topicSysFlag: 0,
+      order: false,
+    }, 3000);
+  }
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    try {
+      const r = await mqClient.getTopicRouteInfoFromNameServer(topic, 3000);
+      if (r && r.queueDatas && r.queueDatas.length) {
+        run.note('topicRoute', r);
+        return r;
+      }
+    } catch (err) {
+      if (Date.now() > deadline) {
+        throw new Error(`topic ${topic} created on ${masters} but its route is not on the NameServer ` +
+          `after 15 s: ${err.message}`);
+      }
+    }
+    await sleep(100);
+  }
+}
+
+/**
  * A client-side message id in the layout of RocketMQ's MessageClientIDSetter (PROTOCOL.md 3.6):
  * IPv4 127.0.0.1 + pid (short) + a random int + ms since the start of the month (int) + counter
  * (short), as 32 uppercase hex characters.
@@ -300,5 +342,6 @@ module.exports = {
   sleep,
   bounded,
   closeAll,
+  ensureTopic,
   newUniqKey,
 };

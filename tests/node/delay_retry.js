@@ -69,6 +69,8 @@ async function main() {
   }));
   producer.on('error', err => run.clientError('producer', err));
   await producer.ready();
+  // ali-ons cannot auto-create topics (see common.ensureTopic): create it like `mqadmin updateTopic`.
+  await common.ensureTopic(run, producer._mqClient, args.topic, 4);
 
   // Create the topic and prove the consumer is live before the timed sends.
   const warm = await producer.send(new Message(args.topic, 'WARM', 'warm-up'));

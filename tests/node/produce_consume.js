@@ -51,6 +51,8 @@ async function main() {
   }));
   producer.on('error', err => run.clientError('producer', err));
   await producer.ready();
+  // ali-ons cannot auto-create topics (see common.ensureTopic): create it like `mqadmin updateTopic`.
+  await common.ensureTopic(run, producer._mqClient, args.topic, 4);
 
   // 1. Produce.
   const sent = [];

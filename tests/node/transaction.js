@@ -143,6 +143,8 @@ async function main() {
   const producer = new Producer(common.clientOptions(args.namesrv, { producerGroup }));
   producer.on('error', err => run.clientError('producer', err));
   await producer.ready();
+  // ali-ons cannot auto-create topics (see common.ensureTopic): create it like `mqadmin updateTopic`.
+  await common.ensureTopic(run, producer._mqClient, args.topic, 4);
   const mqClient = producer._mqClient;
   common.watchServerRequests(run, mqClient, (command, address) => {
     if (command.code === CHECK_TRANSACTION_STATE) {
