@@ -24,8 +24,10 @@ fn config(root: &Path) -> StoreConfig {
 }
 
 fn input(topic: &str, queue_id: i32, body: &[u8], props: &[(&str, &str)]) -> RecordInput {
-    let map: BTreeMap<String, String> =
-        props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: BTreeMap<String, String> = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     RecordInput {
         topic: topic.to_string(),
         queue_id,
@@ -46,7 +48,10 @@ fn all(_: i64) -> bool {
 }
 
 fn caught_up(store: &MessageStore) {
-    assert!(store.wait_dispatched(store.max_phy_offset(), WAIT), "dispatch caught up");
+    assert!(
+        store.wait_dispatched(store.max_phy_offset(), WAIT),
+        "dispatch caught up"
+    );
 }
 
 #[tokio::test]
@@ -89,14 +94,22 @@ async fn batch_gets_consecutive_queue_offsets_and_mixed_batch_is_illegal() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     store.put_message(input("B", 1, b"x", &[])).await;
-    let batch = (0..5).map(|i| input("B", 1, format!("m{i}").as_bytes(), &[])).collect();
+    let batch = (0..5)
+        .map(|i| input("B", 1, format!("m{i}").as_bytes(), &[]))
+        .collect();
     let r = store.put_messages(batch).await;
     assert_eq!(r.status, PutMessageStatus::PutOk);
     let a = r.append.unwrap();
     assert_eq!((a.queue_offset, a.msg_count, a.msg_ids.len()), (1, 5, 5));
     let mixed = vec![input("B", 1, b"a", &[]), input("B", 2, b"b", &[])];
-    assert_eq!(store.put_messages(mixed).await.status, PutMessageStatus::MessageIllegal);
-    assert_eq!(store.put_messages(vec![]).await.status, PutMessageStatus::MessageIllegal);
+    assert_eq!(
+        store.put_messages(mixed).await.status,
+        PutMessageStatus::MessageIllegal
+    );
+    assert_eq!(
+        store.put_messages(vec![]).await.status,
+        PutMessageStatus::MessageIllegal
+    );
     caught_up(&store);
     assert_eq!(store.max_offset_in_queue("B", 1), 6);
     let got = store.get_message("B", 1, 3, 10, usize::MAX, &all);
@@ -109,13 +122,22 @@ async fn oversized_bad_topic_and_huge_properties_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     let big = vec![0u8; 20 * 1024];
-    assert_eq!(store.put_message(input("T", 0, &big, &[])).await.status, PutMessageStatus::MessageIllegal);
-    assert_eq!(store.put_message(input("../x", 0, b"a", &[])).await.status, PutMessageStatus::MessageIllegal);
+    assert_eq!(
+        store.put_message(input("T", 0, &big, &[])).await.status,
+        PutMessageStatus::MessageIllegal
+    );
+    assert_eq!(
+        store.put_message(input("../x", 0, b"a", &[])).await.status,
+        PutMessageStatus::MessageIllegal
+    );
     let long = "v".repeat(40_000);
     let mut i = input("T", 0, b"a", &[]);
     i.properties = format!("K\u{1}{long}\u{2}");
     let status = store.put_message(i).await.status;
-    assert!(matches!(status, PutMessageStatus::PropertiesSizeExceeded | PutMessageStatus::MessageIllegal));
+    assert!(matches!(
+        status,
+        PutMessageStatus::PropertiesSizeExceeded | PutMessageStatus::MessageIllegal
+    ));
     assert!(store.is_writable());
 }
 
@@ -126,21 +148,38 @@ async fn get_message_statuses_follow_the_pull_table() {
     std::fs::create_dir_all(dir.path().join("consumequeue").join("E").join("0")).unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     let r = store.get_message("nope", 0, 5, 32, usize::MAX, &all);
-    assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::NoMatchedLogicQueue, 0));
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetMessageStatus::NoMatchedLogicQueue, 0)
+    );
     let r = store.get_message("E", 0, 3, 32, usize::MAX, &all);
-    assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::NoMessageInQueue, 0));
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetMessageStatus::NoMessageInQueue, 0)
+    );
 
     for i in 0..10 {
         let tag = if i % 3 == 0 { "A" } else { "B" };
-        store.put_message(input("T", 0, b"body", &[("TAGS", tag)])).await;
+        store
+            .put_message(input("T", 0, b"body", &[("TAGS", tag)]))
+            .await;
     }
     caught_up(&store);
     let r = store.get_message("T", 0, 10, 32, usize::MAX, &all);
-    assert_eq!((r.status, r.next_begin_offset, r.max_offset), (GetMessageStatus::OffsetOverflowOne, 10, 10));
+    assert_eq!(
+        (r.status, r.next_begin_offset, r.max_offset),
+        (GetMessageStatus::OffsetOverflowOne, 10, 10)
+    );
     let r = store.get_message("T", 0, 15, 32, usize::MAX, &all);
-    assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::OffsetOverflowBadly, 10));
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetMessageStatus::OffsetOverflowBadly, 10)
+    );
     let r = store.get_message("T", 0, 2, 3, usize::MAX, &all);
-    assert_eq!((r.status, r.next_begin_offset, r.messages.len()), (GetMessageStatus::Found, 5, 3));
+    assert_eq!(
+        (r.status, r.next_begin_offset, r.messages.len()),
+        (GetMessageStatus::Found, 5, 3)
+    );
     // max_bytes stops the batch but always returns at least one message.
     let r = store.get_message("T", 0, 0, 32, 1, &all);
     assert_eq!((r.messages.len(), r.next_begin_offset), (1, 1));
@@ -150,10 +189,20 @@ async fn get_message_statuses_follow_the_pull_table() {
     let r = store.get_message("T", 0, 0, 32, usize::MAX, &only_a);
     assert_eq!(r.message_queue_offsets, vec![0, 3, 6, 9]);
     let r = store.get_message("T", 0, 7, 2, usize::MAX, &only_a);
-    assert_eq!((r.status, r.message_queue_offsets.clone(), r.next_begin_offset), (GetMessageStatus::Found, vec![9], 10));
+    assert_eq!(
+        (
+            r.status,
+            r.message_queue_offsets.clone(),
+            r.next_begin_offset
+        ),
+        (GetMessageStatus::Found, vec![9], 10)
+    );
     let none = |_: i64| false;
     let r = store.get_message("T", 0, 4, 32, usize::MAX, &none);
-    assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::NoMatchedMessage, 10));
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetMessageStatus::NoMatchedMessage, 10)
+    );
 }
 
 #[tokio::test]
@@ -176,7 +225,10 @@ async fn offset_by_time_and_store_times() {
     assert_eq!(store.offset_by_time("T", 0, 0, false), 0);
     assert_eq!(store.offset_by_time("T", 0, i64::MAX, false), 12);
     assert_eq!(store.offset_by_time("T", 0, i64::MAX, true), 11);
-    assert_eq!(store.earliest_message_time("T", 0), store.message_store_time("T", 0, 0));
+    assert_eq!(
+        store.earliest_message_time("T", 0),
+        store.message_store_time("T", 0, 0)
+    );
     assert_eq!(store.offset_by_time("missing", 0, t4, false), 0);
 }
 
@@ -186,11 +238,20 @@ async fn query_by_key_and_uniq_key_and_arrival_events() {
     let store = MessageStore::open(config(dir.path())).unwrap();
     let events = Arc::new(Mutex::new(Vec::<ArrivalEvent>::new()));
     let sink = events.clone();
-    store.add_arrival_listener(Arc::new(move |e: &ArrivalEvent| sink.lock().unwrap().push(e.clone())));
+    store.add_arrival_listener(Arc::new(move |e: &ArrivalEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
     for i in 0..300 {
         let key = format!("order-{}", i % 7);
         let uniq = format!("UNIQ{i:04}");
-        store.put_message(input("Q", 2, b"v", &[("KEYS", &format!("{key} common")), ("UNIQ_KEY", &uniq)])).await;
+        store
+            .put_message(input(
+                "Q",
+                2,
+                b"v",
+                &[("KEYS", &format!("{key} common")), ("UNIQ_KEY", &uniq)],
+            ))
+            .await;
     }
     caught_up(&store);
     let r = store.query_message("Q", "order-3", 64, 0, i64::MAX);
@@ -201,14 +262,28 @@ async fn query_by_key_and_uniq_key_and_arrival_events() {
     }
     // Newest first.
     let first = decode_record(&r.messages[0], false).unwrap().queue_offset;
-    let last = decode_record(r.messages.last().unwrap(), false).unwrap().queue_offset;
+    let last = decode_record(r.messages.last().unwrap(), false)
+        .unwrap()
+        .queue_offset;
     assert!(first > last);
     let r = store.query_message("Q", "UNIQ0123", 32, 0, i64::MAX);
     assert_eq!(r.messages.len(), 1);
-    assert_eq!(decode_record(&r.messages[0], true).unwrap().uniq_key(), Some("UNIQ0123"));
+    assert_eq!(
+        decode_record(&r.messages[0], true).unwrap().uniq_key(),
+        Some("UNIQ0123")
+    );
     assert!(r.index_last_update_phy_offset > 0);
-    assert_eq!(store.query_message("Q", "common", 10, 0, i64::MAX).messages.len(), 10);
-    assert!(store.query_message("Q", "absent", 10, 0, i64::MAX).messages.is_empty());
+    assert_eq!(
+        store
+            .query_message("Q", "common", 10, 0, i64::MAX)
+            .messages
+            .len(),
+        10
+    );
+    assert!(store
+        .query_message("Q", "absent", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 300);
     assert_eq!((events[0].queue_id, events[0].queue_offset), (2, 1));
@@ -219,11 +294,16 @@ async fn query_by_key_and_uniq_key_and_arrival_events() {
 async fn schedule_topic_tags_code_is_delivery_time_and_prepared_is_not_dispatched() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    let r = store.put_message(input("SCHEDULE_TOPIC_XXXX", 2, b"d", &[("DELAY", "3")])).await;
+    let r = store
+        .put_message(input("SCHEDULE_TOPIC_XXXX", 2, b"d", &[("DELAY", "3")]))
+        .await;
     let stored = r.append.unwrap().store_timestamp;
     let mut half = input("H", 0, b"h", &[]);
     half.sys_flag = 0x4;
-    assert_eq!(store.put_message(half).await.append.unwrap().queue_offset, 0);
+    assert_eq!(
+        store.put_message(half).await.append.unwrap().queue_offset,
+        0
+    );
     caught_up(&store);
     let code = std::cell::Cell::new(None);
     let capture = |c: i64| {
@@ -234,7 +314,10 @@ async fn schedule_topic_tags_code_is_delivery_time_and_prepared_is_not_dispatche
     assert_eq!(got.status, GetMessageStatus::Found);
     // Level 3 is 10 s in the default table.
     assert_eq!(code.get(), Some(stored + 10_000));
-    assert_eq!(store.get_message("H", 0, 0, 1, usize::MAX, &all).status, GetMessageStatus::NoMatchedLogicQueue);
+    assert_eq!(
+        store.get_message("H", 0, 0, 1, usize::MAX, &all).status,
+        GetMessageStatus::NoMatchedLogicQueue
+    );
 }
 
 #[tokio::test]
@@ -295,17 +378,29 @@ async fn failed_write_makes_store_read_only_and_reads_go_on() {
     cfg.file_ops = faults.clone();
     let store = MessageStore::open(cfg).unwrap();
     for _ in 0..3 {
-        assert_eq!(store.put_message(input("F", 0, b"ok", &[])).await.status, PutMessageStatus::PutOk);
+        assert_eq!(
+            store.put_message(input("F", 0, b"ok", &[])).await.status,
+            PutMessageStatus::PutOk
+        );
     }
     caught_up(&store);
     faults.fail_append.store(true, Ordering::SeqCst);
-    assert_eq!(store.put_message(input("F", 0, b"no", &[])).await.status, PutMessageStatus::ServiceNotAvailable);
+    assert_eq!(
+        store.put_message(input("F", 0, b"no", &[])).await.status,
+        PutMessageStatus::ServiceNotAvailable
+    );
     assert!(!store.is_writable());
     faults.fail_append.store(false, Ordering::SeqCst);
     // Never retried as if transient: still refused.
-    assert_eq!(store.put_message(input("F", 0, b"no", &[])).await.status, PutMessageStatus::ServiceNotAvailable);
+    assert_eq!(
+        store.put_message(input("F", 0, b"no", &[])).await.status,
+        PutMessageStatus::ServiceNotAvailable
+    );
     let got = store.get_message("F", 0, 0, 32, usize::MAX, &all);
-    assert_eq!((got.status, got.messages.len()), (GetMessageStatus::Found, 3));
+    assert_eq!(
+        (got.status, got.messages.len()),
+        (GetMessageStatus::Found, 3)
+    );
     assert!(store.runtime_stats().put_failure_count >= 2);
 }
 
@@ -317,14 +412,20 @@ async fn failed_fsync_under_sync_flush_times_out_and_goes_read_only() {
     cfg.file_ops = faults.clone();
     cfg.flush_disk_type = FlushDiskType::SyncFlush;
     let store = MessageStore::open(cfg).unwrap();
-    assert_eq!(store.put_message(input("F", 0, b"ok", &[])).await.status, PutMessageStatus::PutOk);
+    assert_eq!(
+        store.put_message(input("F", 0, b"ok", &[])).await.status,
+        PutMessageStatus::PutOk
+    );
     faults.fail_flush.store(true, Ordering::SeqCst);
     let r = store.put_message(input("F", 0, b"stored", &[])).await;
     assert_eq!(r.status, PutMessageStatus::FlushDiskTimeout);
     let phy = r.append.unwrap().phy_offset;
     assert!(store.read_record(phy).is_some(), "the message is stored");
     assert!(!store.is_writable());
-    assert_eq!(store.put_message(input("F", 0, b"no", &[])).await.status, PutMessageStatus::ServiceNotAvailable);
+    assert_eq!(
+        store.put_message(input("F", 0, b"no", &[])).await.status,
+        PutMessageStatus::ServiceNotAvailable
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +441,9 @@ async fn sync_flush_group_commit_covers_many_concurrent_writers() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..20 {
-                let r = store.put_message(input("G", w % 4, format!("{w}-{i}").as_bytes(), &[])).await;
+                let r = store
+                    .put_message(input("G", w % 4, format!("{w}-{i}").as_bytes(), &[]))
+                    .await;
                 assert_eq!(r.status, PutMessageStatus::PutOk);
             }
         }));
@@ -349,13 +452,18 @@ async fn sync_flush_group_commit_covers_many_concurrent_writers() {
         t.await.unwrap();
     }
     let flushes = faults.flushes.load(Ordering::SeqCst);
-    assert!(flushes < 1280, "group commit shares flushes: {flushes} flushes for 1280 puts");
+    assert!(
+        flushes < 1280,
+        "group commit shares flushes: {flushes} flushes for 1280 puts"
+    );
     assert!(store.runtime_stats().commit_log_flushed_offset >= store.max_phy_offset());
     caught_up(&store);
     let total: i64 = (0..4).map(|q| store.max_offset_in_queue("G", q)).sum();
     assert_eq!(total, 1280);
     // WAIT=false does not wait for the flush.
-    let r = store.put_message(input("G", 0, b"nowait", &[("WAIT", "false")])).await;
+    let r = store
+        .put_message(input("G", 0, b"nowait", &[("WAIT", "false")]))
+        .await;
     assert_eq!(r.status, PutMessageStatus::PutOk);
 }
 
@@ -364,7 +472,9 @@ async fn retention_deletes_old_files_and_moves_min_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     for _ in 0..400 {
-        store.put_message(input("R", 0, &[1u8; 900], &[("KEYS", "k")])).await;
+        store
+            .put_message(input("R", 0, &[1u8; 900], &[("KEYS", "k")]))
+            .await;
     }
     caught_up(&store);
     // Wait (bounded) for the async flusher to cover the log.
@@ -375,7 +485,11 @@ async fn retention_deletes_old_files_and_moves_min_offsets() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let now = tern_broker::store::commit_log::now_ms();
-    assert_eq!(store.delete_expired_files(now, false), 0, "nothing is 72 h old yet");
+    assert_eq!(
+        store.delete_expired_files(now, false),
+        0,
+        "nothing is 72 h old yet"
+    );
     let later = now + 73 * 3_600_000;
     let deleted = store.delete_expired_files(later, false);
     assert!(deleted >= 3, "deleted {deleted}");
@@ -383,10 +497,16 @@ async fn retention_deletes_old_files_and_moves_min_offsets() {
     let min = store.min_offset_in_queue("R", 0);
     assert!(min > 0);
     let r = store.get_message("R", 0, 0, 32, usize::MAX, &all);
-    assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::OffsetTooSmall, min));
+    assert_eq!(
+        (r.status, r.next_begin_offset),
+        (GetMessageStatus::OffsetTooSmall, min)
+    );
     let r = store.get_message("R", 0, min, 1, usize::MAX, &all);
     assert_eq!(r.status, GetMessageStatus::Found);
-    assert_eq!(decode_record(&r.messages[0], true).unwrap().queue_offset, min);
+    assert_eq!(
+        decode_record(&r.messages[0], true).unwrap().queue_offset,
+        min
+    );
     // The newest file always stays.
     assert!(store.max_phy_offset() > store.min_phy_offset());
 }
