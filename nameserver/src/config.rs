@@ -75,6 +75,8 @@ pub struct RawNameServerConfig {
     pub max_connections: usize,
     /// Idle timeout, ms; 0 disables it.
     pub idle_timeout_ms: u64,
+    /// `IP:PORT` of the Prometheus metrics endpoint; absent (the default) turns it off.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for RawNameServerConfig {
@@ -88,6 +90,7 @@ impl Default for RawNameServerConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            metrics_listen: None,
         }
     }
 }
@@ -139,6 +142,9 @@ pub struct NameServerConfig {
     /// A connection on which nothing arrives for this long is closed; `None` never.
     /// Default 120 s.
     pub idle_timeout: Option<Duration>,
+    /// Where `GET /metrics` is served (Prometheus/OpenMetrics text); `None` (the default)
+    /// serves no metrics. See `docs/metrics.md`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for NameServerConfig {
@@ -182,7 +188,18 @@ impl TryFrom<RawNameServerConfig> for NameServerConfig {
                 reason: "must be greater than 0".into(),
             });
         }
+        let metrics_listen = match &raw.metrics_listen {
+            Some(text) => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "metrics_listen",
+                        reason: format!("`{text}` is not an IP:PORT socket address"),
+                    })?,
+            ),
+            None => None,
+        };
         Ok(NameServerConfig {
+            metrics_listen,
             listen,
             broker_expiry: Duration::from_millis(raw.broker_expiry_ms),
             scan_interval: Duration::from_millis(raw.scan_interval_ms),

@@ -14,6 +14,7 @@
 //! - [`config`]: two-stage configuration (raw TOML → validated [`NameServerConfig`]).
 //! - [`route_table`]: cluster, broker, topic-queue and broker-live tables; registration, expiry, routes.
 //! - [`kv_config`]: the namespace → key → value store (`ORDER_TOPIC_CONFIG` feeds `orderTopicConf`).
+//! - [`metrics`]: Prometheus metrics over HTTP (`metrics_listen`), request instrumentation.
 //! - [`processor`]: the request dispatcher ([`NameServer`], [`NameServerHandler`]) and [`ProcessorError`].
 //!
 //! [`run`] serves a bound listener until a shutdown future resolves; it also runs the
@@ -21,6 +22,7 @@
 
 pub mod config;
 pub mod kv_config;
+pub mod metrics;
 pub mod processor;
 pub mod route_table;
 
@@ -68,7 +70,23 @@ pub async fn run_with_state(
         idle_timeout: config.idle_timeout,
         ..ServerConfig::default()
     };
-    let handler = Arc::new(NameServerHandler::new(state));
+    let metrics = Arc::new(metrics::NameServerMetrics::new());
+    if let Some(addr) = config.metrics_listen {
+        let mut stop = stop_tx.subscribe();
+        let serve_state = Arc::clone(&state);
+        tokio::spawn(metrics::serve(
+            addr,
+            Arc::clone(&metrics),
+            serve_state,
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        ));
+    }
+    let handler = Arc::new(metrics::Instrumented::new(
+        NameServerHandler::new(state),
+        metrics,
+    ));
     server::run(listener, handler, server_config, shutdown).await;
     // The receiver only disappears if the scan task already ended, which is fine.
     let _ = stop_tx.send(true);

@@ -28,6 +28,9 @@ struct Args {
     /// Milliseconds between liveness scans.
     #[arg(long, value_name = "MS")]
     scan_interval_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless set).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
 }
 
 fn load_config(args: &Args) -> Result<NameServerConfig> {
@@ -44,6 +47,9 @@ fn load_config(args: &Args) -> Result<NameServerConfig> {
     }
     if let Some(ms) = args.scan_interval_ms {
         raw.scan_interval_ms = ms;
+    }
+    if let Some(addr) = &args.metrics_listen {
+        raw.metrics_listen = Some(addr.clone());
     }
     NameServerConfig::try_from(raw).context("invalid configuration")
 }
