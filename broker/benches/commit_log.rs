@@ -1,1 +1,103 @@
-fn main() {}
+//! CommitLog append throughput: 1 KiB messages under ASYNC_FLUSH (one appender, the sync
+//! `append` call the put path uses) and under SYNC_FLUSH group commit with 64 concurrent
+//! writers (each `put_message` waits for the flush covering it). Results are recorded in
+//! `docs/BENCHMARKS.md`; run with `cargo bench -p tern-broker --bench commit_log`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tern_broker::store::{FlushDiskType, MessageStore, PutMessageStatus, StoreConfig};
+use tern_common::message::record::RecordInput;
+
+fn input(queue_id: i32) -> RecordInput {
+    RecordInput {
+        topic: "BenchTopic".to_string(),
+        queue_id,
+        flag: 0,
+        body: Bytes::from(vec![b'x'; 1024]),
+        properties: "TAGS\u{1}TagA\u{2}".to_string(),
+        sys_flag: 0,
+        born_timestamp: 1,
+        born_host: "127.0.0.1:4000".parse().expect("literal address"),
+        store_host: "127.0.0.1:10911".parse().expect("literal address"),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    }
+}
+
+fn config(root: &std::path::Path, flush: FlushDiskType) -> StoreConfig {
+    let mut c = StoreConfig::new(root);
+    // 256 MiB files keep the disk footprint of a run modest while rolls stay rare.
+    c.mapped_file_size_commit_log = 256 * 1024 * 1024;
+    c.flush_disk_type = flush;
+    c
+}
+
+fn async_flush(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store =
+        MessageStore::open(config(dir.path(), FlushDiskType::AsyncFlush)).expect("open store");
+    let msg = [input(0)];
+    let mut group = c.benchmark_group("commit_log");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("append_1k_async_flush", |b| {
+        b.iter(|| {
+            let (r, _) = store.append(&msg);
+            assert_eq!(r.status, PutMessageStatus::PutOk);
+        })
+    });
+    group.finish();
+}
+
+fn sync_flush(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store =
+        MessageStore::open(config(dir.path(), FlushDiskType::SyncFlush)).expect("open store");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    const WRITERS: u64 = 64;
+    let mut group = c.benchmark_group("commit_log");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("put_1k_sync_flush_64_writers", |b| {
+        b.iter_custom(|iters| {
+            let per_writer = iters.div_ceil(WRITERS);
+            let store = store.clone();
+            rt.block_on(async move {
+                let start = Instant::now();
+                let mut tasks = Vec::new();
+                for w in 0..WRITERS {
+                    let store: Arc<MessageStore> = store.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for _ in 0..per_writer {
+                            let r = store.put_message(input((w % 8) as i32)).await;
+                            assert_eq!(r.status, PutMessageStatus::PutOk);
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.expect("writer task");
+                }
+                // Scale to the requested iteration count.
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_writer * WRITERS) as f64)
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = async_flush, sync_flush
+}
+criterion_main!(benches);
