@@ -119,13 +119,14 @@ async fn tx_producer(
 
 async fn create_topic(ns: &str, topic: &str, queues: i32) -> Result<()> {
     let admin = Admin::builder().namesrv_addr(ns).build().await?;
-    let clusters = admin.cluster_info().await?;
-    let cluster = clusters
-        .cluster_addr_table
-        .keys()
-        .next()
-        .context("a cluster")?
-        .clone();
+    let cluster = eventually("broker registered", Duration::from_secs(20), || {
+        let admin = admin.clone();
+        async move {
+            let clusters = admin.cluster_info().await.ok()?;
+            clusters.cluster_addr_table.keys().next().cloned()
+        }
+    })
+    .await?;
     admin.create_topic(&cluster, topic, queues).await?;
     eventually("topic route", Duration::from_secs(10), || {
         let admin = admin.clone();
