@@ -33,7 +33,7 @@
 //!
 //! # Layout
 //! - [`config`]: [`ClientConfig`], settings every role shares (NameServers, encoding, intervals).
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: the [`ClientError`] type.
 //! - `instance`: the per-role client instance (routes, heartbeats, broker→client requests).
 //! - [`producer`]: [`Producer`], [`SendResult`], queue selectors.
 //! - [`consumer`]: [`PushConsumer`], [`PullConsumer`], handlers, allocation strategies.
@@ -57,7 +57,7 @@ pub use consumer::{
 pub use error::ClientError;
 pub use instance::TransactionCheckHook;
 pub use producer::{Producer, SendResult, SendStatus};
+pub use tern_common::protocol::SerializeType;
 pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };
-pub use tern_common::protocol::SerializeType;

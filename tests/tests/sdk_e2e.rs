@@ -91,13 +91,15 @@ fn consumer_builder(namesrv: &str, group: &str) -> PushConsumerBuilder {
 /// Creates `topic` with `queues` queues on the cluster's broker and waits for its route.
 async fn create_topic(namesrv: &str, topic: &str, queues: i32) -> Result<()> {
     let admin = Admin::builder().namesrv_addr(namesrv).build().await?;
-    let clusters = admin.cluster_info().await?;
-    let cluster = clusters
-        .cluster_addr_table
-        .keys()
-        .next()
-        .context("a cluster")?
-        .clone();
+    // The broker registers with the NameServer shortly after it starts listening.
+    let cluster = eventually("broker registration", Duration::from_secs(15), || {
+        let admin = admin.clone();
+        async move {
+            let info = admin.cluster_info().await.ok()?;
+            info.cluster_addr_table.keys().next().cloned()
+        }
+    })
+    .await?;
     admin.create_topic(&cluster, topic, queues).await?;
     eventually("topic route", Duration::from_secs(10), || {
         let admin = admin.clone();
@@ -545,7 +547,7 @@ async fn acknowledged_messages_survive_a_broker_kill() -> Result<()> {
         if i == 40 {
             cluster.broker.kill();
         }
-        if i == 60 {
+        if i == 48 {
             cluster.broker.restart()?;
         }
         match producer.send(Message::new(topic, format!("k-{i}"))).await {
@@ -652,18 +654,24 @@ async fn admin_reports_routes_lag_and_finds_messages() -> Result<()> {
         let msg = Message::new(topic, format!("a-{i}")).with_keys([format!("key-{i}")]);
         results.push(producer.send(msg).await?);
     }
-    let stats = admin.topic_stats(topic).await?;
-    ensure!(
-        stats
-            .offset_table
-            .0
-            .values()
-            .map(|o| o.max_offset)
-            .sum::<i64>()
-            == 10
-    );
+    // The consume queues are built asynchronously after the append; wait for all ten.
+    eventually("topic stats", Duration::from_secs(10), || {
+        let admin = admin.clone();
+        async move {
+            let stats = admin.topic_stats(topic).await.ok()?;
+            (stats
+                .offset_table
+                .0
+                .values()
+                .map(|o| o.max_offset)
+                .sum::<i64>()
+                == 10)
+                .then_some(())
+        }
+    })
+    .await?;
 
-    // Consume five messages' worth through a pull consumer, commit, then check the lag.
+    // Mark the first queue consumed through a pull consumer, commit, then check the lag.
     let puller = tern_client::PullConsumer::builder()
         .namesrv_addr(&ns)
         .group("cg-admin")

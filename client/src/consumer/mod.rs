@@ -7,8 +7,8 @@
 //! - `offset_store`: broker-side (clustering) and local-file (broadcasting) offsets.
 //! - `process_queue`: the per-queue cache with in-order offset commit.
 //! - `rebalance`: shared assignment and start-offset logic.
-//! - [`push`]: [`PushConsumer`].
-//! - [`pull`]: [`PullConsumer`].
+//! - [`push`]: the [`PushConsumer`].
+//! - [`pull`]: the [`PullConsumer`].
 
 pub mod allocate;
 pub(crate) mod api;
