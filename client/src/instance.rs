@@ -124,6 +124,8 @@ pub(crate) struct ClientInstance {
     consumers: Mutex<HashMap<String, Arc<dyn ConsumerHooks>>>,
     transaction_hook: RwLock<Option<Arc<dyn TransactionCheckHook>>>,
     namesrv_index: std::sync::atomic::AtomicUsize,
+    /// Broker addresses known at the last heartbeat triggered by a route change.
+    heartbeat_addrs: Mutex<BTreeSet<String>>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -178,6 +180,7 @@ impl ClientInstance {
             consumers: Mutex::new(HashMap::new()),
             transaction_hook: RwLock::new(None),
             namesrv_index: std::sync::atomic::AtomicUsize::new(0),
+            heartbeat_addrs: Mutex::new(BTreeSet::new()),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
         });
@@ -513,6 +516,24 @@ impl ClientInstance {
             }
         });
         futures::future::join_all(sends).await;
+    }
+
+    /// Heartbeats at once when routes revealed broker addresses not heartbeated yet, so a
+    /// broker knows this client's groups before it is asked for a group's members or needs
+    /// a producer channel for a transaction check-back.
+    pub(crate) async fn heartbeat_if_brokers_changed(&self) {
+        let addrs = self.all_broker_addrs(false);
+        let changed = {
+            let mut known = self.heartbeat_addrs.lock();
+            let changed = !addrs.is_subset(&known);
+            if changed {
+                known.extend(addrs);
+            }
+            changed
+        };
+        if changed {
+            self.send_heartbeat_to_all().await;
+        }
     }
 
     /// Sends UNREGISTER_CLIENT for a producer and/or consumer group to every known broker.

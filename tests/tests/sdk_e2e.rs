@@ -732,6 +732,18 @@ async fn admin_reports_routes_lag_and_finds_messages() -> Result<()> {
     ensure!(body_of(&viewed) == "a-6");
     ensure!(admin.max_offset(&r.message_queue).await? > r.queue_offset);
     ensure!(admin.min_offset(&r.message_queue).await? == 0);
+    let info = admin.broker_runtime_info(&cluster.broker.addr).await?;
+    ensure!(!info.is_empty(), "empty broker runtime info");
+    // Rewind the group to the beginning of time: every queue's offset becomes its minimum.
+    let reset = admin
+        .reset_offset_by_time("cg-admin", topic, 0, true)
+        .await?;
+    ensure!(reset.values().all(|&o| o == 0), "reset offsets {reset:?}");
+    let progress = admin.consumer_progress("cg-admin", topic).await?;
+    ensure!(
+        progress.iter().map(|q| q.lag).sum::<i64>() == 10,
+        "after reset: {progress:?}"
+    );
     admin.shutdown().await;
     producer.shutdown().await;
     Ok(())

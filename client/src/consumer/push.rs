@@ -288,7 +288,6 @@ impl PushConsumerBuilder {
                 token: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
-                heartbeat_addrs: Mutex::new(BTreeSet::new()),
             }),
         })
     }
@@ -347,7 +346,6 @@ struct PushInner {
     token: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     runtime: Mutex<Option<Runtime>>,
-    heartbeat_addrs: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for PushInner {
@@ -469,7 +467,7 @@ impl PushConsumer {
                 debug!(%topic, error = %err, "no route yet");
             }
         }
-        inner.heartbeat_if_brokers_changed(&instance).await;
+        instance.heartbeat_if_brokers_changed().await;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(inner.clone().rebalance_loop()));
         tasks.push(tokio::spawn(inner.clone().persist_loop()));
@@ -570,17 +568,6 @@ impl PushInner {
         }
     }
 
-    /// Heartbeats when the set of known broker addresses changed (a new route), so brokers
-    /// know the group before it asks them for its member list.
-    async fn heartbeat_if_brokers_changed(&self, instance: &ClientInstance) {
-        let addrs = instance.all_broker_addrs(false);
-        let changed = *self.heartbeat_addrs.lock() != addrs;
-        if changed {
-            instance.send_heartbeat_to_all().await;
-            *self.heartbeat_addrs.lock() = addrs;
-        }
-    }
-
     // ----- rebalance ---------------------------------------------------------------
 
     async fn rebalance_loop(self: Arc<Self>) {
@@ -626,7 +613,7 @@ impl PushInner {
                     continue;
                 }
             };
-            self.heartbeat_if_brokers_changed(&rt.instance).await;
+            rt.instance.heartbeat_if_brokers_changed().await;
             retry_soon |= self.update_queues(&rt, topic, assigned).await;
         }
         retry_soon

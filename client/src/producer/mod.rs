@@ -397,12 +397,18 @@ impl ProducerInner {
     /// `default_topic_queue_nums` per broker) when the topic has none.
     pub(crate) async fn publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let route = match self.instance.cached_route(topic) {
-            Some(route) => Some(route),
-            None => self.instance.update_route(topic).await?,
-        };
-        let route = match route {
             Some(route) => route,
-            None => self.fallback_route(topic).await?,
+            None => {
+                let route = match self.instance.update_route(topic).await? {
+                    Some(route) => route,
+                    None => self.fallback_route(topic).await?,
+                };
+                // New brokers should learn this producer group soon (transaction
+                // check-backs need a producer channel); do not delay the send for it.
+                let instance = self.instance.clone();
+                tokio::spawn(async move { instance.heartbeat_if_brokers_changed().await });
+                route
+            }
         };
         let queues = route.publish_queues(topic);
         if queues.is_empty() {
@@ -414,17 +420,14 @@ impl ProducerInner {
     }
 
     async fn fallback_route(&self, topic: &str) -> Result<TopicRouteData> {
-        let mut route = self
+        let route = self
             .instance
             .fetch_route(AUTO_CREATE_TOPIC)
             .await?
             .ok_or_else(|| ClientError::NoRoute {
                 topic: topic.to_string(),
             })?;
-        for qd in &mut route.queue_datas {
-            qd.read_queue_nums = qd.read_queue_nums.min(self.default_topic_queue_nums);
-            qd.write_queue_nums = qd.write_queue_nums.min(self.default_topic_queue_nums);
-        }
+        let route = clamp_route(route, self.default_topic_queue_nums);
         // Remember the broker addresses, but not the route itself: the next send asks the
         // NameServer again and finds the auto-created topic once the broker registered it.
         self.instance.insert_route(AUTO_CREATE_TOPIC, route.clone());
@@ -672,6 +675,16 @@ impl ProducerInner {
     }
 }
 
+/// The TBW102 route as a template for an unknown topic: each broker's queue counts clamped
+/// to `queue_nums` (Java's `DefaultMQProducerImpl` fallback, PROTOCOL.md §9.5).
+fn clamp_route(mut route: TopicRouteData, queue_nums: i32) -> TopicRouteData {
+    for qd in &mut route.queue_datas {
+        qd.read_queue_nums = qd.read_queue_nums.min(queue_nums);
+        qd.write_queue_nums = qd.write_queue_nums.min(queue_nums);
+    }
+    route
+}
+
 /// Round-robin from `start`: the first queue whose broker is neither `last_failed` nor in
 /// `isolated`, else the first not on `last_failed`, else `queues[start % len]`; `None` only
 /// for an empty list.
@@ -820,6 +833,35 @@ mod tests {
         let q =
             choose_queue(&only_a, 1, Some("broker-a"), &["broker-a".to_string()]).expect("a queue");
         assert_eq!(q, only_a[1]);
+    }
+
+    #[test]
+    fn fallback_route_is_clamped_and_publishes_to_masters_only() {
+        use tern_common::route::{BrokerData, QueueData};
+        let mut a = BrokerData::new("c", "broker-a");
+        a.broker_addrs.insert(0, "10.0.0.1:10911".into());
+        a.broker_addrs.insert(1, "10.0.0.2:10911".into());
+        let b = BrokerData::new("c", "broker-b"); // no master alive
+        let qd = |name: &str| QueueData {
+            broker_name: name.into(),
+            read_queue_nums: 8,
+            write_queue_nums: 8,
+            perm: 7,
+            topic_sys_flag: 0,
+        };
+        let route = TopicRouteData {
+            broker_datas: vec![a, b],
+            queue_datas: vec![qd("broker-b"), qd("broker-a")],
+            ..Default::default()
+        };
+        let clamped = clamp_route(route, 4);
+        let publish = clamped.publish_queues("NewTopic");
+        let expected: Vec<MessageQueue> = (0..4)
+            .map(|i| MessageQueue::new("NewTopic", "broker-a", i))
+            .collect();
+        assert_eq!(publish, expected);
+        // Consumers read from every broker group with read permission.
+        assert_eq!(clamped.subscribe_queues("NewTopic").len(), 8);
     }
 
     #[test]
