@@ -262,6 +262,13 @@ fn rewrite(
         queue_id = i32::try_from(level - 1).unwrap_or(0);
     } else if delay_level <= 0 {
         check_timer(ctx, &properties)?;
+        // Timer messages (§6.5) are parked in `rmq_sys_wheel_timer` by the schedule module.
+        if let Some((timer_topic, timer_queue)) =
+            crate::schedule::rewrite_timer(ctx, &topic, queue_id, &mut properties)?
+        {
+            topic = timer_topic;
+            queue_id = timer_queue;
+        }
     }
     Ok(Target {
         topic,
