@@ -150,6 +150,8 @@ pub struct RawBrokerConfig {
     pub offset_persist_interval_ms: u64,
     /// Lifetime of an orderly-consumption queue lock without renewal, ms. Default 60_000.
     pub lock_max_live_time_ms: u64,
+    /// `IP:PORT` of the Prometheus metrics endpoint (`GET /metrics`). Default absent: off.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for RawBrokerConfig {
@@ -191,6 +193,7 @@ impl Default for RawBrokerConfig {
             channel_expired_timeout_ms: 120_000,
             offset_persist_interval_ms: 5_000,
             lock_max_live_time_ms: 60_000,
+            metrics_listen: None,
         }
     }
 }
@@ -280,6 +283,8 @@ pub struct BrokerConfig {
     pub offset_persist_interval: Duration,
     /// Queue lock lifetime.
     pub lock_max_live_time: Duration,
+    /// Where `GET /metrics` is served; `None` (the default) serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl BrokerConfig {
@@ -496,6 +501,15 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
             channel_expired_timeout: ms(raw.channel_expired_timeout_ms.max(1_000)),
             offset_persist_interval: ms(raw.offset_persist_interval_ms.max(100)),
             lock_max_live_time: ms(raw.lock_max_live_time_ms.max(1_000)),
+            metrics_listen: match &raw.metrics_listen {
+                Some(text) => Some(text.parse().map_err(|_| {
+                    invalid(
+                        "metrics_listen",
+                        format!("`{text}` is not an IP:PORT address"),
+                    )
+                })?),
+                None => None,
+            },
         })
     }
 }

@@ -18,6 +18,7 @@
 //! - [`consumer_offset`]: committed consumer offsets, snapshotted every 5 s.
 //! - [`client_manager`]: producers and consumers known from heartbeats.
 //! - [`lock_manager`]: orderly-consumption queue locks.
+//! - [`metrics`]: Prometheus metrics over HTTP (`metrics_listen`), request instrumentation.
 //! - [`namesrv_registration`]: REGISTER_BROKER / UNREGISTER_BROKER towards the NameServers.
 //! - [`transaction`]: END_TRANSACTION and transaction check-back.
 //! - [`schedule`]: delay levels, timer messages and CONSUMER_SEND_MSG_BACK.
@@ -32,6 +33,7 @@ pub mod dispatch;
 pub mod error;
 pub mod lock_manager;
 pub mod long_polling;
+pub mod metrics;
 pub mod namesrv_registration;
 pub mod processor;
 pub mod schedule;
@@ -191,9 +193,20 @@ pub async fn run(
         max_frame_len: config.max_frame_len,
         ..Default::default()
     };
+    let metrics = Arc::new(metrics::BrokerMetrics::new());
+    if let Some(addr) = config.metrics_listen {
+        let stop = token.clone();
+        let serve = metrics::serve(addr, Arc::clone(&metrics), ctx.clone(), async move {
+            stop.cancelled().await;
+        });
+        tasks.spawn(serve);
+    }
     tern_common::remoting::run(
         listener,
-        Arc::new(BrokerHandler::new(ctx.clone())),
+        Arc::new(metrics::Instrumented::new(
+            BrokerHandler::new(ctx.clone()),
+            metrics,
+        )),
         server_config,
         shutdown,
     )

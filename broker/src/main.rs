@@ -74,6 +74,9 @@ struct Args {
     /// Most held pulls per topic@queue.
     #[arg(long, value_name = "N")]
     max_suspended_pulls_per_queue: Option<usize>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless set).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
 }
 
 impl Args {
@@ -99,6 +102,9 @@ impl Args {
         }
         if self.broker_ip.is_some() {
             raw.broker_ip = self.broker_ip;
+        }
+        if self.metrics_listen.is_some() {
+            raw.metrics_listen = self.metrics_listen;
         }
     }
 }
