@@ -192,6 +192,7 @@ impl Inner {
                             tracing::error!(phy_offset = req.phy_offset, cause = %e, "dispatch failed; store is read-only");
                             self.flags.set_write_error();
                             self.advance_dispatched(at, req.store_timestamp);
+                            self.notify_dispatched();
                             return count;
                         }
                         at = req.phy_offset + i64::from(req.size);
@@ -199,8 +200,12 @@ impl Inner {
                         count += 1;
                     }
                     debug_assert_eq!(at, next);
+                    self.notify_dispatched();
                 }
-                Step::Skip(next) => self.advance_dispatched(next, 0),
+                Step::Skip(next) => {
+                    self.advance_dispatched(next, 0);
+                    self.notify_dispatched();
+                }
                 Step::Idle => break,
                 Step::Corrupt(at, e) => {
                     if !self.reput_corrupt_logged.swap(true, Ordering::AcqRel) {
@@ -219,6 +224,10 @@ impl Inner {
             self.dispatched_store_timestamp
                 .fetch_max(store_timestamp, Ordering::AcqRel);
         }
+    }
+
+    /// Wakes `wait_dispatched` callers (once per scan step, not per record).
+    fn notify_dispatched(&self) {
         let _guard = self.dispatch_lock.lock();
         self.dispatch_cv.notify_all();
     }
@@ -244,8 +253,10 @@ impl Inner {
 /// Body of the reput thread: dispatch, then sleep up to 1 ms when idle (an append unparks it).
 pub(super) fn run(inner: Arc<Inner>) {
     while !inner.stop.load(Ordering::Acquire) {
-        let max = inner.commit_log.max_offset();
-        if inner.reput_until(max, 64) == 0 && inner.dispatched.load(Ordering::Acquire) >= max {
+        let before = inner.dispatched.load(Ordering::Acquire);
+        inner.reput_until(inner.commit_log.max_offset(), 64);
+        if inner.dispatched.load(Ordering::Acquire) == before {
+            // Idle, or stalled on a bad record: sleep instead of spinning.
             std::thread::park_timeout(Duration::from_millis(1));
         }
     }
