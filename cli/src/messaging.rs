@@ -261,15 +261,14 @@ pub(crate) async fn consume(admin: &AdminClient, args: ConsumeArgs, json: bool) 
     // Make the error for an unknown topic clear before any consumer starts.
     admin.require_route(&args.topic).await?;
 
-    if let (Some(broker), Some(queue), Some(offset)) = (&args.broker, args.queue, args.offset) {
+    if args.broker.is_some() {
         let consumer = PullConsumer::builder()
             .namesrv_addr(&namesrv)
             .group(group)
             .auto_commit(false)
             .build()?;
         consumer.start().await?;
-        let result =
-            consume_queue(&consumer, &args, broker, queue, offset, limit, idle, json).await;
+        let result = consume_queue(&consumer, &args, limit, idle, json).await;
         consumer.shutdown().await;
         return result;
     }
@@ -325,17 +324,19 @@ pub(crate) async fn consume(admin: &AdminClient, args: ConsumeArgs, json: bool) 
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reads `args.queue` of `args.broker` from `args.offset` with raw pulls (no group offsets).
 async fn consume_queue(
     consumer: &PullConsumer,
     args: &ConsumeArgs,
-    broker: &str,
-    queue: i32,
-    start: i64,
     limit: u64,
     idle: Duration,
     json: bool,
 ) -> Result<()> {
+    let (Some(broker), Some(queue), Some(start)) =
+        (args.broker.as_deref(), args.queue, args.offset)
+    else {
+        bail!("--broker, --queue and --offset go together");
+    };
     let mq = MessageQueue::new(args.topic.clone(), broker, queue);
     let mut offset = start;
     let mut got = 0u64;
