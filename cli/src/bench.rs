@@ -5,6 +5,8 @@
 //!   every send.
 //! - `latency`: publish latency with one send in flight.
 //! - `consume`: consume throughput draining a backlog (optionally filled first).
+//! - `tx`: transactional publish throughput and latency (half message + END_TRANSACTION,
+//!   every local transaction committing).
 //! - `e2e`: end-to-end latency (send → delivered to a push consumer) at a paced rate
 //!   (default 5,000 msgs/s); the send time travels in the first 8 bytes of each body.
 //!
@@ -21,7 +23,10 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tern_client::consumer::PullStatus;
-use tern_client::{ConsumeConcurrentlyStatus, ConsumeFrom, Producer, PullConsumer, PushConsumer};
+use tern_client::{
+    ConsumeConcurrentlyStatus, ConsumeFrom, LocalTransactionState, Producer, PullConsumer,
+    PushConsumer, TransactionListener, TransactionProducer,
+};
 use tern_common::message::Message;
 use tern_common::route::{MessageQueue, TopicConfig};
 use tokio::sync::Mutex;
@@ -43,6 +48,8 @@ pub(crate) enum BenchCmd {
     Consume(ConsumeBenchArgs),
     /// End-to-end latency at a paced send rate.
     E2e(E2eArgs),
+    /// Transactional publish: half message + commit, many in flight.
+    Tx(ProduceArgs),
 }
 
 /// Options every benchmark shares.
@@ -200,6 +207,7 @@ pub(crate) async fn run(admin: &AdminClient, cmd: BenchCmd, json: bool) -> Resul
         BenchCmd::Latency(args) => produce(admin, &args, 1, "latency").await?,
         BenchCmd::Consume(args) => consume(admin, &args).await?,
         BenchCmd::E2e(args) => e2e(admin, &args).await?,
+        BenchCmd::Tx(args) => produce_tx(admin, &args).await?,
     };
     report.print(json)
 }
@@ -248,10 +256,55 @@ fn body(size: usize) -> bytes::Bytes {
         .into()
 }
 
+/// What a benchmark sends with: a plain or a transactional producer.
+#[derive(Debug, Clone)]
+enum Sender {
+    Plain(Producer),
+    Tx(TransactionProducer),
+}
+
+impl Sender {
+    async fn send(&self, msg: Message) -> std::result::Result<(), tern_client::ClientError> {
+        match self {
+            Sender::Plain(p) => p.send(msg).await.map(|_| ()),
+            Sender::Tx(p) => p.send_in_transaction(msg, None).await.map(|_| ()),
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Sender::Plain(p) => p.shutdown().await,
+            Sender::Tx(p) => p.shutdown().await,
+        }
+    }
+}
+
+/// Commits every local transaction (the benchmark measures the broker's path, not a
+/// business transaction).
+#[derive(Debug)]
+struct CommitAll;
+
+impl TransactionListener for CommitAll {
+    fn execute_local_transaction(
+        &self,
+        _msg: &Message,
+        _arg: Option<&(dyn std::any::Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        LocalTransactionState::Commit
+    }
+
+    fn check_local_transaction(
+        &self,
+        _msg: &tern_common::message::MessageExt,
+    ) -> LocalTransactionState {
+        LocalTransactionState::Commit
+    }
+}
+
 /// Sends `count` messages with `in_flight` concurrent senders; returns (sent, errors,
 /// histogram, elapsed).
 async fn send_many(
-    producer: &Producer,
+    producer: &Sender,
     topic: &str,
     size: usize,
     count: u64,
@@ -324,7 +377,30 @@ async fn produce(
     name: &str,
 ) -> Result<Report> {
     ensure_topic(admin, &args.common).await?;
-    let producer = new_producer(admin).await?;
+    let producer = Sender::Plain(new_producer(admin).await?);
+    run_produce(producer, args, in_flight, name).await
+}
+
+async fn produce_tx(admin: &AdminClient, args: &ProduceArgs) -> Result<Report> {
+    ensure_topic(admin, &args.common).await?;
+    let producer = TransactionProducer::builder()
+        .namesrv_addr(&admin.namesrv_joined())
+        .group(format!("tern-bench-tx-{}", std::process::id()))
+        .send_timeout(Duration::from_secs(10))
+        .listener(CommitAll)
+        .warm_up_topics([args.common.topic.clone()])
+        .build()
+        .await
+        .context("starting the transaction producer")?;
+    run_produce(Sender::Tx(producer), args, args.in_flight, "tx").await
+}
+
+async fn run_produce(
+    producer: Sender,
+    args: &ProduceArgs,
+    in_flight: usize,
+    name: &str,
+) -> Result<Report> {
     let topic = &args.common.topic;
     let size = args.common.size;
     let result = async {
@@ -363,7 +439,7 @@ async fn consume(admin: &AdminClient, args: &ConsumeBenchArgs) -> Result<Report>
     ensure_topic(admin, &args.common).await?;
     let topic = args.common.topic.clone();
     if args.fill > 0 {
-        let producer = new_producer(admin).await?;
+        let producer = Sender::Plain(new_producer(admin).await?);
         let filled = send_many(
             &producer,
             &topic,
