@@ -558,6 +558,22 @@ async fn acknowledged_messages_survive_a_broker_kill() -> Result<()> {
         }
     }
     ensure!(failures > 0, "the kill should have failed some sends");
+    // The restarted broker must take sends again (its route comes back to the NameServer).
+    let after = eventually(
+        "a send accepted after restart",
+        Duration::from_secs(45),
+        || {
+            let producer = producer.clone();
+            async move {
+                producer
+                    .send(Message::new(topic, "after-restart"))
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await?;
+    acked.insert(after.msg_id);
     ensure!(acked.len() >= 40, "only {} sends acknowledged", acked.len());
     let (consumer, seen) = collecting(consumer_builder(&ns, "cg-kill").subscribe(topic, "*"))?;
     consumer.start().await?;
