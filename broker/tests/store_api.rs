@@ -510,3 +510,34 @@ async fn retention_deletes_old_files_and_moves_min_offsets() {
     // The newest file always stays.
     assert!(store.max_phy_offset() > store.min_phy_offset());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_driver_starts_checks_disk_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tern_broker::store::run_retention(
+        store.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    // The first disk check runs at once; let it happen, then stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(()).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(store.is_writable());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.delete_when = "not a cron line".to_string();
+    let store = MessageStore::open(cfg).unwrap();
+    let err = tern_broker::store::run_retention(store, async {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Scheduler(_)), "{err}");
+}
