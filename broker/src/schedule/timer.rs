@@ -8,8 +8,8 @@
 //! `rmq_sys_wheel_timer` queue 0 with `TIMER_OUT_MS` = the rounded time, `REAL_TOPIC`,
 //! `REAL_QID`.
 //!
-//! **Delivery** ([`run_timer_loop`]): the CommitLog and that ConsumeQueue are the durable log.
-//! An in-memory [`TimerWheel`] (due second → parked units) holds the pending ones; each pass
+//! **Delivery** (the `schedule-timer` task): the CommitLog and that ConsumeQueue are the durable
+//! log. An in-memory [`TimerWheel`] (due second → parked units) holds the pending ones; each pass
 //! *enqueues* new units from the ConsumeQueue into the wheel and *dequeues* every slot whose
 //! time has come, re-appending the real message (without `REAL_TOPIC`, `REAL_QID` and the
 //! `TIMER_DELIVER_MS`/`TIMER_DELAY_*` requests, with `TIMER_DEQUEUE_MS`). After a pass the
