@@ -838,8 +838,10 @@ impl StoreLock {
     }
 }
 
-/// Fraction of the file system holding `path` that is used, in `[0, 1]`
-/// (`1 - available / total`, as `df` shows it for unprivileged users).
+/// Fraction of the file system holding `path` that is used, in `[0, 1]`: `used / (used +
+/// available)`, the `Use%` that `df` shows. Blocks that are neither used nor available to
+/// unprivileged users (root reserve, quotas of overlay file systems) do not count, so a volume
+/// with a large reserve is not mistaken for a full one.
 ///
 /// # Errors
 /// `statvfs` errors, or a path with an interior NUL.
@@ -856,12 +858,12 @@ pub fn disk_used_ratio(path: &Path) -> io::Result<f64> {
     }
     // SAFETY: `statvfs` returned 0, so it initialized the struct.
     let stat = unsafe { stat.assume_init() };
-    let total = stat.f_blocks as f64;
-    if total <= 0.0 {
+    let used = stat.f_blocks.saturating_sub(stat.f_bfree) as f64;
+    let avail = stat.f_bavail as f64;
+    if used + avail <= 0.0 {
         return Ok(0.0);
     }
-    let avail = stat.f_bavail as f64;
-    Ok((1.0 - avail / total).clamp(0.0, 1.0))
+    Ok((used / (used + avail)).clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
