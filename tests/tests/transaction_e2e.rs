@@ -557,3 +557,94 @@ async fn duplicated_end_transaction_commit_yields_one_copy() -> Result<()> {
     producer.shutdown().await;
     Ok(())
 }
+
+/// A committed transactional message that carries a delay level is scheduled like a send
+/// (PROTOCOL.md §6.2 applies to COMMIT records). Java's SDK strips `DELAY` from half messages,
+/// so this drives the raw protocol as other clients may: a half message with `DELAY=2`, then
+/// END_TRANSACTION commit; the message must not reach the real topic before level 2 (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_message_with_delay_level_is_scheduled() -> Result<()> {
+    use tern_common::message::{encode_properties, new_uniq_id, property_key};
+    use tern_common::protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
+
+    let dir = tempfile::tempdir()?;
+    let namesrv = start_nameserver(dir.path(), &[])?;
+    let mut args = BROKER_ARGS.to_vec();
+    args.extend(["--message-delay-level", "1s 2s 3s"]);
+    let broker = start_broker(&namesrv.addr, &dir.path().join("broker-a"), &args)?;
+    let ns = namesrv.addr.clone();
+    let topic = "TxDelayed";
+    let group = "pg-tx-delay";
+    create_topic(&ns, topic, 1).await?;
+
+    let uniq = new_uniq_id();
+    let mut props = std::collections::BTreeMap::new();
+    props.insert(property_key::TRAN_MSG.to_string(), "true".to_string());
+    props.insert(property_key::PGROUP.to_string(), group.to_string());
+    props.insert(property_key::DELAY.to_string(), "2".to_string());
+    props.insert(property_key::UNIQ_KEY.to_string(), uniq.clone());
+    let send = SendMessageRequestHeader {
+        producer_group: group.to_string(),
+        topic: topic.to_string(),
+        default_topic: "TBW102".to_string(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        sys_flag: 0x4,
+        born_timestamp: 0,
+        flag: 0,
+        properties: Some(encode_properties(&props)),
+        reconsume_times: None,
+        unit_mode: None,
+        max_reconsume_times: None,
+        batch: None,
+        broker_name: None,
+    };
+    let client = RemotingClient::new(RemotingConfig {
+        serialize_type: SerializeType::Json,
+        ..Default::default()
+    });
+    let addr = broker.addr.clone();
+    let resp = client
+        .invoke(
+            &addr,
+            RemotingCommand::request(RequestCode::SendMessage, &send).with_body("delayed-order"),
+            Duration::from_secs(5),
+        )
+        .await?;
+    ensure!(resp.code == 0, "half message refused: {:?}", resp.remark);
+    let sent: SendMessageResponseHeader = resp.decode_header()?;
+    let (_, commit_log_offset) = decode_offset_msg_id(&sent.msg_id)?;
+    let end = EndTransactionRequestHeader {
+        producer_group: group.to_string(),
+        tran_state_table_offset: sent.queue_offset,
+        commit_log_offset,
+        commit_or_rollback: 8,
+        from_transaction_check: Some(false),
+        msg_id: uniq.clone(),
+        transaction_id: sent.transaction_id.clone(),
+        topic: Some(topic.to_string()),
+        broker_name: None,
+    };
+    let committed_at = std::time::Instant::now();
+    let resp = client
+        .invoke(
+            &addr,
+            RemotingCommand::request(RequestCode::EndTransaction, &end),
+            Duration::from_secs(5),
+        )
+        .await?;
+    ensure!(resp.code == 0, "commit refused: {:?}", resp.remark);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    ensure!(
+        copies_of(&ns, topic, &uniq).await? == 0,
+        "a delayed commit was delivered at once"
+    );
+    let n = settle_copies(&ns, topic, &uniq).await?;
+    ensure!(
+        committed_at.elapsed() >= Duration::from_secs(2),
+        "delivered before its delay level"
+    );
+    ensure!(n == 1, "{n} copies of a delayed committed message");
+    client.shutdown();
+    Ok(())
+}

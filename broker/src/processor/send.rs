@@ -23,7 +23,6 @@ use tern_common::route::{perm, TopicConfig, TopicFilterType};
 use super::{reject, ProcessorResult};
 use crate::context::BrokerContext;
 use crate::store::{PutMessageResult, PutMessageStatus};
-use crate::topic_config::now_ms;
 
 /// Client version from which the header's `maxReconsumeTimes` is honoured (V3_4_9).
 const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
@@ -253,15 +252,9 @@ fn rewrite(
         && sys_flag::transaction_value(sys_flag) != sys_flag::TRANSACTION_ROLLBACK_TYPE
     {
         // Step 9: delay level → SCHEDULE_TOPIC_XXXX (§6.2).
-        let max_level = i64::try_from(ctx.config.message_delay_level.len()).unwrap_or(18);
-        let level = delay_level.min(max_level);
-        properties.insert(property_key::DELAY.into(), level.to_string());
-        properties.insert(property_key::REAL_TOPIC.into(), topic.clone());
-        properties.insert(property_key::REAL_QID.into(), queue_id.to_string());
-        topic = SCHEDULE_TOPIC_XXXX.to_string();
-        queue_id = i32::try_from(level - 1).unwrap_or(0);
+        (topic, queue_id) =
+            park_for_delay_level(ctx, &topic, queue_id, delay_level, &mut properties);
     } else if delay_level <= 0 {
-        check_timer(ctx, &properties)?;
         // Timer messages (§6.5) are parked in `rmq_sys_wheel_timer` by the schedule module.
         if let Some((timer_topic, timer_queue)) =
             crate::schedule::rewrite_timer(ctx, &topic, queue_id, &mut properties)?
@@ -280,31 +273,26 @@ fn rewrite(
     })
 }
 
-/// Timer messages (§6.5): a delivery time beyond `timer_max_delay` is MESSAGE_ILLEGAL.
-fn check_timer(
+/// Parks a message with delay level `delay_level` (> 0) in `SCHEDULE_TOPIC_XXXX` (PROTOCOL.md
+/// §6.2): the level is clamped to the configured table, `REAL_TOPIC`/`REAL_QID` remember the
+/// destination, and the returned (topic, queue id) is the schedule queue `level - 1`. Used by
+/// sends and by transaction commits, which RocketMQ schedules the same way.
+pub(crate) fn park_for_delay_level(
     ctx: &BrokerContext,
-    properties: &BTreeMap<String, String>,
-) -> Result<(), crate::error::ProcessorError> {
-    let now = now_ms();
-    let parse = |k: &str| properties.get(k).and_then(|v| v.trim().parse::<i64>().ok());
-    let deliver_ms = parse(property_key::TIMER_DELIVER_MS)
-        .or_else(|| {
-            parse(property_key::TIMER_DELAY_SEC).map(|s| now.saturating_add(s.saturating_mul(1000)))
-        })
-        .or_else(|| parse(property_key::TIMER_DELAY_MS).map(|ms| now.saturating_add(ms)));
-    if let Some(at) = deliver_ms {
-        let max = i64::try_from(ctx.config.timer_max_delay.as_millis()).unwrap_or(i64::MAX);
-        if at.saturating_sub(now) > max {
-            return Err(reject(
-                ResponseCode::MessageIllegal,
-                format!(
-                    "timer message delay exceeds the maximum of {} s",
-                    max / 1000
-                ),
-            ));
-        }
-    }
-    Ok(())
+    topic: &str,
+    queue_id: i32,
+    delay_level: i64,
+    properties: &mut BTreeMap<String, String>,
+) -> (String, i32) {
+    let max_level = i64::try_from(ctx.config.message_delay_level.len()).unwrap_or(18);
+    let level = delay_level.clamp(1, max_level.max(1));
+    properties.insert(property_key::DELAY.into(), level.to_string());
+    properties.insert(property_key::REAL_TOPIC.into(), topic.to_string());
+    properties.insert(property_key::REAL_QID.into(), queue_id.to_string());
+    (
+        SCHEDULE_TOPIC_XXXX.to_string(),
+        i32::try_from(level - 1).unwrap_or(0),
+    )
 }
 
 #[allow(clippy::too_many_arguments)] // Internal step function; the arguments are the send's parts.

@@ -171,7 +171,23 @@ async fn append_commit(
         props.remove(key);
     }
     let flag = sys_flag::reset_transaction_value(rec.sys_flag, sys_flag::TRANSACTION_COMMIT_TYPE);
-    let mut input = derive_record(rec, real_topic, real_qid, encode_properties(&props), flag);
+    // A committed message with a delay level is scheduled like a send (PROTOCOL.md §6.2).
+    let delay_level: i64 = props
+        .get(property_key::DELAY)
+        .and_then(|d| d.trim().parse().ok())
+        .unwrap_or(0);
+    let (topic, queue_id) = if delay_level > 0 {
+        crate::processor::send::park_for_delay_level(
+            ctx,
+            real_topic,
+            real_qid,
+            delay_level,
+            &mut props,
+        )
+    } else {
+        (real_topic.to_string(), real_qid)
+    };
+    let mut input = derive_record(rec, &topic, queue_id, encode_properties(&props), flag);
     input.prepared_transaction_offset = rec.phy_offset;
     let result = ctx.store.put_message(input).await;
     match result.status {
