@@ -913,6 +913,43 @@ fn pid_with_arg(needle: &str) -> Option<u32> {
     None
 }
 
+/// The pid of the process listening on `addr` (`127.0.0.1:PORT`): the LISTEN socket's inode
+/// from `/proc/net/tcp`, then the process holding a descriptor `socket:[inode]`.
+fn pid_listening_on(addr: &str) -> Option<u32> {
+    let port: u16 = addr.rsplit(':').next()?.parse().ok()?;
+    let port_hex = format!("{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode.
+    let inode = table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local_port = cols.get(1)?.rsplit(':').next()?;
+        if local_port == port_hex && *cols.get(3)? == "0A" {
+            cols.get(9).map(|s| s.to_string())
+        } else {
+            None
+        }
+    })?;
+    let target = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status =
@@ -965,8 +1002,20 @@ fn raw_frame(length: i32, word: u32, rest: &[u8]) -> Vec<u8> {
 async fn raw_tcp_abuse_closes_only_the_offending_connection() -> Result<()> {
     let mut cluster = Cluster::start(&[])?;
     let broker_pid = pid_with_arg(&cluster.store_dir.display().to_string());
-    let rss_before = broker_pid.and_then(rss_kib);
-    println!("broker pid {broker_pid:?}, VmRSS before {rss_before:?} KiB");
+    let namesrv_pid = pid_listening_on(&cluster.namesrv.addr);
+    let mut rss_before: HashMap<&str, (u32, u64)> = HashMap::new();
+    for (server, pid) in [("broker", broker_pid), ("nameserver", namesrv_pid)] {
+        if let Some(pid) = pid {
+            if let Some(rss) = rss_kib(pid) {
+                rss_before.insert(server, (pid, rss));
+            }
+        }
+    }
+    println!("pids and VmRSS (KiB) before: {rss_before:?}");
+    ensure!(
+        rss_before.len() == 2,
+        "could not find both server pids in /proc: {rss_before:?}"
+    );
 
     let valid = frame(&request(9999, SerializeType::Json, &[], &[]))?;
     let json_header = encode_header(&request(9999, SerializeType::Json, &[], &[]))?;
@@ -1081,15 +1130,13 @@ async fn raw_tcp_abuse_closes_only_the_offending_connection() -> Result<()> {
             held.push(stream);
         }
         still_serves(&mut bystander, "200 half-open connections").await?;
-        if server == "broker" {
-            if let (Some(pid), Some(before)) = (broker_pid, rss_before) {
-                let during = rss_kib(pid).context("broker VmRSS")?;
-                println!("broker VmRSS with 200 half-open connections: {during} KiB");
-                ensure!(
-                    during < before + 256 * 1024,
-                    "broker RSS grew from {before} KiB to {during} KiB with 200 half-open connections"
-                );
-            }
+        if let Some(&(pid, before)) = rss_before.get(server) {
+            let during = rss_kib(pid).context("VmRSS")?;
+            println!("{server} VmRSS with 200 half-open connections: {during} KiB");
+            ensure!(
+                during < before + 256 * 1024,
+                "{server} RSS grew from {before} KiB to {during} KiB with 200 half-open connections"
+            );
         }
         drop(held);
         let mut fresh = RawConn::connect(&addr).await?;
@@ -1097,15 +1144,13 @@ async fn raw_tcp_abuse_closes_only_the_offending_connection() -> Result<()> {
         still_serves(&mut bystander, "dropping 200 half-open connections").await?;
     }
 
-    if let (Some(pid), Some(before)) = (broker_pid, rss_before) {
-        let after = rss_kib(pid).context("broker VmRSS")?;
-        println!("broker VmRSS after the abuse: {after} KiB (before {before} KiB)");
+    for (server, &(pid, before)) in &rss_before {
+        let after = rss_kib(pid).context("VmRSS")?;
+        println!("{server} VmRSS after the abuse: {after} KiB (before {before} KiB)");
         ensure!(
             after < before + 128 * 1024,
-            "broker RSS grew from {before} KiB to {after} KiB"
+            "{server} RSS grew from {before} KiB to {after} KiB"
         );
-    } else {
-        println!("broker pid or VmRSS not found; RSS not checked");
     }
     cluster.assert_healthy()?;
     send_and_pull(
