@@ -9,7 +9,8 @@
 //! - [`every_request_code_is_answered_in_every_serialize_type`]: every `RequestCode::ALL` code
 //!   plus unknown numbers, in JSON, ROCKETMQ binary and MessagePack, to both servers, with
 //!   (a) no ext fields and no body, (b) garbage values and a garbage body, (c) parsable but
-//!   extreme values on a real topic; then the same codes oneway. Each request must be answered
+//!   extreme values on a real topic, (d)/(e) the same on queue 0 with `i64::MAX` / negative
+//!   offsets; then the same codes oneway. Each request must be answered
 //!   within [`ANSWER_TIMEOUT`] with a defined response code; oneway requests must get no
 //!   answer and leave the connection usable. Afterwards both processes run, their logs hold no
 //!   panic, and a fresh connection can send and pull a message.
