@@ -22,6 +22,9 @@ pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
 /// runs with it when no `--config` is given.
 pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("../../deploy/broker.toml");
 
+/// Largest IndexFile accepted, bytes (`i32::MAX`: RocketMQ addresses index files with ints).
+pub const MAX_INDEX_FILE_SIZE: u64 = 2_147_483_647;
+
 /// When the CommitLog is made durable relative to a send's acknowledgement (PROTOCOL.md §11.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum FlushDiskType {
@@ -93,6 +96,11 @@ pub struct RawBrokerConfig {
     pub mapped_file_size_commit_log: u64,
     /// Number of 20-byte units per ConsumeQueue file. Default 300_000.
     pub consume_queue_units_per_file: u64,
+    /// Hash slots per IndexFile (`maxHashSlotNum`, 4 bytes each). Default 5_000_000.
+    pub max_hash_slot_num: u64,
+    /// Entries per IndexFile (`maxIndexNum`, 20 bytes each; at least 2). Default 20_000_000,
+    /// which with the default slots makes a 420_000_040-byte file.
+    pub max_index_num: u64,
     /// Largest message body (or batch body) accepted, bytes. Default 4 MiB (4_194_304).
     pub max_message_size: u64,
     /// Interval of the background CommitLog flush under ASYNC_FLUSH, ms. Default 500.
@@ -167,6 +175,8 @@ impl Default for RawBrokerConfig {
             flush_disk_type: "ASYNC_FLUSH".into(),
             mapped_file_size_commit_log: 1024 * 1024 * 1024,
             consume_queue_units_per_file: 300_000,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
             max_message_size: 4 * 1024 * 1024,
             flush_interval_commit_log_ms: 500,
             sync_flush_timeout_ms: 5_000,
@@ -231,6 +241,10 @@ pub struct BrokerConfig {
     pub mapped_file_size_commit_log: u64,
     /// ConsumeQueue units per file.
     pub consume_queue_units_per_file: u64,
+    /// IndexFile hash slots per file.
+    pub max_hash_slot_num: u64,
+    /// IndexFile entries per file.
+    pub max_index_num: u64,
     /// Largest message body, bytes.
     pub max_message_size: u64,
     /// Background flush interval.
@@ -425,6 +439,28 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
                 "must be positive".into(),
             ));
         }
+        if raw.max_hash_slot_num == 0 {
+            return Err(invalid("max_hash_slot_num", "must be positive".into()));
+        }
+        if raw.max_index_num < 2 {
+            return Err(invalid("max_index_num", "must be at least 2".into()));
+        }
+        // An IndexFile is a 40-byte header, 4 bytes per slot and 20 bytes per entry; RocketMQ
+        // addresses it with Java ints, so it must stay below 2 GiB.
+        let index_file_size = raw
+            .max_hash_slot_num
+            .saturating_mul(4)
+            .saturating_add(raw.max_index_num.saturating_mul(20))
+            .saturating_add(40);
+        if index_file_size > MAX_INDEX_FILE_SIZE {
+            return Err(invalid(
+                "max_index_num",
+                format!(
+                    "an IndexFile of {index_file_size} bytes (40 + 4 x max_hash_slot_num + 20 x \
+                     max_index_num) exceeds {MAX_INDEX_FILE_SIZE}"
+                ),
+            ));
+        }
         if raw.max_message_size == 0 || raw.max_message_size >= raw.mapped_file_size_commit_log {
             return Err(invalid(
                 "max_message_size",
@@ -473,6 +509,8 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
             flush_disk_type: raw.flush_disk_type.parse()?,
             mapped_file_size_commit_log: raw.mapped_file_size_commit_log,
             consume_queue_units_per_file: raw.consume_queue_units_per_file,
+            max_hash_slot_num: raw.max_hash_slot_num,
+            max_index_num: raw.max_index_num,
             max_message_size: raw.max_message_size,
             flush_interval_commit_log: ms(raw.flush_interval_commit_log_ms.max(1)),
             sync_flush_timeout: ms(raw.sync_flush_timeout_ms.max(1)),
@@ -522,6 +560,31 @@ mod tests {
     fn embedded_default_file_matches_builtin_defaults() {
         let raw = RawBrokerConfig::from_toml(EMBEDDED_DEFAULT_TOML).expect("embedded file parses");
         assert_eq!(raw, RawBrokerConfig::default());
+    }
+
+    #[test]
+    fn index_sizes_are_validated_and_passed_through() {
+        let small = RawBrokerConfig {
+            max_hash_slot_num: 50_000,
+            max_index_num: 200_000,
+            ..RawBrokerConfig::default()
+        };
+        let cfg = BrokerConfig::try_from(small).expect("small index sizes are valid");
+        assert_eq!(
+            (cfg.max_hash_slot_num, cfg.max_index_num),
+            (50_000, 200_000)
+        );
+        for (slots, entries) in [(0, 100), (10, 1), (10, 200_000_000)] {
+            let raw = RawBrokerConfig {
+                max_hash_slot_num: slots,
+                max_index_num: entries,
+                ..RawBrokerConfig::default()
+            };
+            assert!(
+                BrokerConfig::try_from(raw).is_err(),
+                "{slots} slots / {entries} entries accepted"
+            );
+        }
     }
 
     #[test]

@@ -103,6 +103,8 @@ fn store_config(config: &BrokerConfig) -> store::StoreConfig {
         usize::try_from(config.mapped_file_size_commit_log).unwrap_or(usize::MAX);
     cfg.consume_queue_units_per_file =
         usize::try_from(config.consume_queue_units_per_file).unwrap_or(usize::MAX);
+    cfg.max_hash_slot_num = usize::try_from(config.max_hash_slot_num).unwrap_or(usize::MAX);
+    cfg.max_index_num = usize::try_from(config.max_index_num).unwrap_or(usize::MAX);
     cfg.flush_disk_type = match config.flush_disk_type {
         config::FlushDiskType::AsyncFlush => store::FlushDiskType::AsyncFlush,
         config::FlushDiskType::SyncFlush => store::FlushDiskType::SyncFlush,

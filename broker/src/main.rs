@@ -50,6 +50,15 @@ struct Args {
     /// Largest message body in bytes.
     #[arg(long, value_name = "BYTES")]
     max_message_size: Option<u64>,
+    /// 20-byte units per ConsumeQueue file.
+    #[arg(long, value_name = "N")]
+    consume_queue_units_per_file: Option<u64>,
+    /// Hash slots per IndexFile (4 bytes each).
+    #[arg(long, value_name = "N")]
+    max_hash_slot_num: Option<u64>,
+    /// Entries per IndexFile (20 bytes each).
+    #[arg(long, value_name = "N")]
+    max_index_num: Option<u64>,
     /// Delay-level table, e.g. "1s 2s 3s".
     #[arg(long, value_name = "LEVELS")]
     message_delay_level: Option<String>,
@@ -92,6 +101,8 @@ impl Args {
             flush_disk_type => flush_disk_type, auto_create_topic => auto_create_topic_enable,
             mapped_file_size_commit_log => mapped_file_size_commit_log,
             max_message_size => max_message_size, message_delay_level => message_delay_level,
+            consume_queue_units_per_file => consume_queue_units_per_file,
+            max_hash_slot_num => max_hash_slot_num, max_index_num => max_index_num,
             transaction_timeout_ms => transaction_timeout_ms,
             transaction_check_interval_ms => transaction_check_interval_ms,
             transaction_check_max => transaction_check_max,
@@ -138,6 +149,8 @@ async fn main() -> Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in log files: colours only when stderr is a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let text = match &args.config {
