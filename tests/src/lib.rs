@@ -47,7 +47,15 @@ pub fn bin_path(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "--quiet", "--bins", "-p", "tern-nameserver", "-p", "tern-broker"])
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "tern-nameserver",
+                "-p",
+                "tern-broker",
+            ])
             .args(["-p", "tern-cli"])
             .status()
             .expect("running cargo build for the integration-test binaries");
@@ -75,7 +83,12 @@ impl TernProcess {
     ///
     /// # Errors
     /// If the process cannot start, exits early, or prints no address within a minute.
-    pub fn spawn(role: &str, program: PathBuf, args: Vec<String>, log_path: PathBuf) -> Result<Self> {
+    pub fn spawn(
+        role: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        log_path: PathBuf,
+    ) -> Result<Self> {
         let mut process = TernProcess {
             role: role.to_string(),
             addr: String::new(),
@@ -96,7 +109,10 @@ impl TernProcess {
             .with_context(|| format!("opening {}", self.log_path.display()))?;
         let mut child = Command::new(&self.program)
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log.try_clone()?))
@@ -209,11 +225,28 @@ impl Drop for TernProcess {
 pub fn start_nameserver(dir: &Path, extra_args: &[&str]) -> Result<TernProcess> {
     let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
     args.extend(extra_args.iter().map(|s| s.to_string()));
-    TernProcess::spawn("nameserver", bin_path("tern-nameserver"), args, dir.join("nameserver.log"))
+    TernProcess::spawn(
+        "nameserver",
+        bin_path("tern-nameserver"),
+        args,
+        dir.join("nameserver.log"),
+    )
 }
 
+/// Store sizes every test broker gets unless its caller passes the flag itself: 64 MiB
+/// CommitLog files (instead of 1 GiB) and a 4_200_040-byte IndexFile (instead of ~420 MB),
+/// both preallocated in full, so many parallel brokers fit on a small disk and crash recovery,
+/// which reads the last CommitLog file, stays fast in debug builds. The broker's default
+/// `max_message_size` (4 MiB) stays below the smaller CommitLog file.
+pub const SMALL_STORE_ARGS: [(&str, &str); 3] = [
+    ("--mapped-file-size-commit-log", "67108864"),
+    ("--max-hash-slot-num", "50000"),
+    ("--max-index-num", "200000"),
+];
+
 /// Starts `tern-broker --listen 127.0.0.1:0 -n <namesrv> --store-dir <store_dir>` plus
-/// `extra_args`, logging into `store_dir/../<name>.log`.
+/// [`SMALL_STORE_ARGS`] (each unless `extra_args` sets that flag) plus `extra_args`, logging
+/// into `store_dir/../<name>.log`.
 ///
 /// # Errors
 /// As [`TernProcess::spawn`].
@@ -227,6 +260,15 @@ pub fn start_broker(namesrv: &str, store_dir: &Path, extra_args: &[&str]) -> Res
         "--store-dir".to_string(),
         store_dir.display().to_string(),
     ];
+    for (flag, value) in SMALL_STORE_ARGS {
+        let given = extra_args
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        if !given {
+            args.push(flag.to_string());
+            args.push(value.to_string());
+        }
+    }
     args.extend(extra_args.iter().map(|s| s.to_string()));
     let log = store_dir.with_extension("log");
     TernProcess::spawn("broker", bin_path("tern-broker"), args, log)
