@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tern_broker::store::index_file::tags_code;
 use tern_broker::store::{
     ArrivalEvent, FileOps, FlushDiskType, GetMessageStatus, MessageStore, PutMessageStatus,
     StoreConfig, StoreError,
 };
 use tern_common::message::property::encode_properties;
 use tern_common::message::record::{decode_record, RecordInput};
+use tern_common::message::tag::tags_hash;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -184,7 +184,7 @@ async fn get_message_statuses_follow_the_pull_table() {
     let r = store.get_message("T", 0, 0, 32, 1, &all);
     assert_eq!((r.messages.len(), r.next_begin_offset), (1, 1));
 
-    let a = tags_code(Some("A"));
+    let a = tags_hash("A");
     let only_a = move |code: i64| code == a;
     let r = store.get_message("T", 0, 0, 32, usize::MAX, &only_a);
     assert_eq!(r.message_queue_offsets, vec![0, 3, 6, 9]);

@@ -10,7 +10,6 @@
 //! offset 0 and do not advance it (§3.3).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -305,24 +304,6 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// RocketMQ's offset message id: store host address bytes, port (i32) and physical offset
-/// (i64), as uppercase hex (PROTOCOL.md §3.6).
-pub fn offset_msg_id(store_host: &SocketAddr, phy_offset: i64) -> String {
-    use std::fmt::Write;
-    let mut bytes = Vec::with_capacity(28);
-    match store_host {
-        SocketAddr::V4(a) => bytes.extend_from_slice(&a.ip().octets()),
-        SocketAddr::V6(a) => bytes.extend_from_slice(&a.ip().octets()),
-    }
-    bytes.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    bytes.extend_from_slice(&phy_offset.to_be_bytes());
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::mapped_file::RealFileOps;
@@ -372,11 +353,5 @@ mod tests {
             log.append(&[input("T", 0, 2000)]),
             Err(AppendError::MessageIllegal { .. })
         ));
-    }
-
-    #[test]
-    fn offset_msg_id_is_32_hex_chars_for_ipv4() {
-        let id = offset_msg_id(&"10.0.0.1:10911".parse().unwrap(), 1024);
-        assert_eq!(id, "0A00000100002A9F0000000000000400");
     }
 }

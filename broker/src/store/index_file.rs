@@ -10,7 +10,8 @@
 //!                    key_hash i32 | phy_offset i64 | time_diff_secs i32 | prev_entry i32
 //! ```
 //!
-//! Keys are `<topic>#<key>`, hashed with Java's `String.hashCode` made non-negative. Entry
+//! Keys are `<topic>#<key>`, hashed with Java's `String.hashCode` made non-negative
+//! ([`tern_common::message::tag::key_hash`]). Entry
 //! numbers start at 1, so a file holds `index_count_max - 1` entries. Files live in `index/`,
 //! named by their creation time `yyyyMMddHHmmssSSS` (UTC). Contract: one writer (reput); queries
 //! take a shared lock of the file list and read through `MappedFile::with_slice`.
@@ -21,6 +22,8 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut};
 use parking_lot::RwLock;
 
+use tern_common::message::tag::key_hash;
+
 use super::mapped_file::{FileOps, MappedFile, MappedFileError};
 
 /// Size of the index file header in bytes.
@@ -29,26 +32,6 @@ pub const INDEX_HEADER_SIZE: usize = 40;
 pub const HASH_SLOT_SIZE: usize = 4;
 /// Size of one index entry in bytes.
 pub const INDEX_ENTRY_SIZE: usize = 20;
-
-/// Java's `String.hashCode` over UTF-16 code units with 32-bit wrap-around.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-/// Tags code of a tag: its Java `hashCode`, sign-extended (0 for no tag).
-pub fn tags_code(tag: Option<&str>) -> i64 {
-    tag.map_or(0, |t| i64::from(java_string_hash(t)))
-}
-
-/// Index key hash of `<topic>#<key>`: `abs(hashCode)`, 0 when the hash is `i32::MIN`.
-pub fn index_key_hash(topic: &str, key: &str) -> i32 {
-    let mut full = String::with_capacity(topic.len() + 1 + key.len());
-    full.push_str(topic);
-    full.push('#');
-    full.push_str(key);
-    java_string_hash(&full).checked_abs().unwrap_or(0)
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct IndexHeader {
@@ -389,7 +372,7 @@ impl IndexService {
             if key.is_empty() {
                 continue;
             }
-            let hash = index_key_hash(topic, key);
+            let hash = key_hash(topic, key);
             // A full file makes room by rolling once; a fresh file always has room.
             for _ in 0..2 {
                 let file = self.writable_file(store_timestamp)?;
@@ -412,7 +395,7 @@ impl IndexService {
         end_ms: i64,
     ) -> IndexQuery {
         let files = self.files.read().clone();
-        let hash = index_key_hash(topic, key);
+        let hash = key_hash(topic, key);
         let mut out = IndexQuery::default();
         if let Some(last) = files.last() {
             out.last_update_timestamp = last.end_timestamp();
@@ -536,14 +519,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 mod tests {
     use super::super::mapped_file::RealFileOps;
     use super::*;
-
-    #[test]
-    fn java_hash_matches_known_values() {
-        assert_eq!(java_string_hash(""), 0);
-        assert_eq!(java_string_hash("TagA"), 2_598_919);
-        assert_eq!(java_string_hash("hello"), 99_162_322);
-        assert_eq!(tags_code(None), 0);
-    }
 
     #[test]
     fn file_names_round_trip() {

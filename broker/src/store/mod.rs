@@ -40,10 +40,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
+use tern_common::message::id::offset_msg_id;
 use tern_common::message::property::{find_property, property_key};
 use tern_common::message::record::{decode_record, RecordInput};
+use tern_common::message::topic::validate_topic;
 
-pub use commit_log::{offset_msg_id, AppendError, CommitLog};
+pub use commit_log::{AppendError, CommitLog};
 pub use consume_queue::{ConsumeQueue, CqUnit, CQ_STORE_UNIT_SIZE};
 pub use mapped_file::{FileOps, MappedFileError, RealFileOps};
 pub use metadata::{load_snapshot, save_snapshot};
@@ -57,9 +59,6 @@ use consume_queue::UnitsRead;
 use flush::GroupCommitRequest;
 use index_file::IndexService;
 use mapped_file::StoreLock;
-
-/// The schedule topic holding delayed messages (one queue per delay level).
-pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
 /// Name of the lock file in the store root.
 pub const LOCK_FILE_NAME: &str = "lock";
@@ -501,14 +500,13 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// RocketMQ's topic name rule (`^[%|a-zA-Z0-9_-]+$`, at most 127 bytes); it also keeps topic
-/// names safe as directory names.
-pub fn is_valid_topic(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= 127
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+/// Whether the store accepts (topic, queue id): `queue_id >= 0` and the topic passes
+/// [`validate_topic`] (RocketMQ `TopicValidator.validateTopic`: `^[%|a-zA-Z0-9_-]+$`, at most
+/// 127 bytes, 255 for `%RETRY%` / `%DLQ%` topics). That rule is also what keeps a topic safe as
+/// a `consumequeue/` directory name: no `/`, no `.` (so never `.` or `..`), and never longer
+/// than `NAME_MAX` (255 bytes), so the store needs no extra rule of its own.
+fn is_valid_queue(topic: &str, queue_id: i32) -> bool {
+    queue_id >= 0 && validate_topic(topic).is_ok()
 }
 
 impl Inner {
@@ -540,7 +538,7 @@ impl Inner {
         if let Some(q) = self.find_queue(topic, queue_id) {
             return Ok(q);
         }
-        if !is_valid_topic(topic) || queue_id < 0 {
+        if !is_valid_queue(topic, queue_id) {
             return Err(StoreError::InvalidTopic);
         }
         let mut queues = self.queues.write();
@@ -572,7 +570,7 @@ impl Inner {
         for topic_entry in std::fs::read_dir(&dir).map_err(io)? {
             let topic_entry = topic_entry.map_err(io)?;
             let topic = topic_entry.file_name().to_string_lossy().into_owned();
-            if !topic_entry.path().is_dir() || !is_valid_topic(&topic) {
+            if !topic_entry.path().is_dir() || validate_topic(&topic).is_err() {
                 continue;
             }
             for q in std::fs::read_dir(topic_entry.path()).map_err(io)? {
@@ -780,7 +778,7 @@ impl MessageStore {
         let Some(first) = inputs.first() else {
             return fail(PutMessageStatus::MessageIllegal);
         };
-        if !is_valid_topic(&first.topic) || first.queue_id < 0 {
+        if !is_valid_queue(&first.topic, first.queue_id) {
             return fail(PutMessageStatus::MessageIllegal);
         }
         let outcome = match inner.commit_log.append(inputs) {
@@ -820,7 +818,7 @@ impl MessageStore {
         let msg_ids = inputs
             .iter()
             .zip(&outcome.record_phy_offsets)
-            .map(|(i, phy)| offset_msg_id(&i.store_host, *phy))
+            .map(|(i, phy)| offset_msg_id(i.store_host, *phy))
             .collect();
         let result = PutMessageResult {
             status: PutMessageStatus::PutOk,
@@ -1220,9 +1218,13 @@ mod tests {
 
     #[test]
     fn topic_names_are_checked() {
-        assert!(is_valid_topic("%RETRY%group_1"));
-        assert!(!is_valid_topic("../etc"));
-        assert!(!is_valid_topic(""));
-        assert!(!is_valid_topic(&"a".repeat(128)));
+        assert!(is_valid_queue("%RETRY%group_1", 0));
+        assert!(is_valid_queue(&format!("%RETRY%{}", "g".repeat(248)), 3));
+        assert!(!is_valid_queue("T", -1));
+        for bad in ["../etc", ".", "..", "a/b", "", " ", "t\0"] {
+            assert!(!is_valid_queue(bad, 0), "{bad:?}");
+        }
+        assert!(!is_valid_queue(&"a".repeat(128), 0));
+        assert!(!is_valid_queue(&format!("%DLQ%{}", "g".repeat(252)), 0));
     }
 }

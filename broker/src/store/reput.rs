@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use tern_common::message::property::property_key;
 use tern_common::message::record::{decode_record, sys_flag, RecordError, RecordRef};
+use tern_common::message::tag::tags_hash;
+use tern_common::message::topic::SCHEDULE_TOPIC_XXXX;
 
 use super::consume_queue::CqUnit;
-use super::index_file::tags_code;
-use super::{ArrivalEvent, Inner, SCHEDULE_TOPIC};
+use super::{ArrivalEvent, Inner};
 
 /// One decoded CommitLog record handed to the reput consumers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +46,7 @@ impl DispatchRequest {
     /// Builds the request for a decoded record; `delay_table` maps delay levels (1-based) to
     /// delays for the schedule topic's tags code.
     pub fn from_record(r: &RecordRef<'_>, delay_table: &[Duration]) -> Self {
-        let tags = if r.topic == SCHEDULE_TOPIC {
+        let tags = if r.topic == SCHEDULE_TOPIC_XXXX {
             let level = r
                 .property(property_key::DELAY)
                 .and_then(|v| v.trim().parse::<usize>().ok());
@@ -58,7 +59,7 @@ impl DispatchRequest {
             r.store_timestamp
                 .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
         } else {
-            tags_code(r.tags())
+            r.tags().map_or(0, tags_hash)
         };
         let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
         if let Some(u) = r.uniq_key().filter(|u| !u.is_empty()) {
