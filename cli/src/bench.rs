@@ -454,22 +454,24 @@ async fn consume(admin: &AdminClient, args: &ConsumeBenchArgs) -> Result<Report>
     }
     // The backlog: every queue from its min to its current max offset.
     let route = admin.require_route(&topic).await?;
-    let mut ranges = Vec::new();
-    for b in &route.broker_datas {
-        let Some(addr) = b.master_addr() else {
-            continue;
-        };
-        let stats = admin.topic_stats(addr, &topic).await?;
-        for (mq, off) in stats.offset_table.iter() {
-            if off.max_offset > off.min_offset {
-                ranges.push((mq.clone(), off.min_offset, off.max_offset));
-            }
-        }
-    }
-    let total: u64 = ranges
+    let mut ranges = backlog(admin, &route, &topic).await?;
+    let mut total: u64 = ranges
         .iter()
         .map(|(_, min, max)| u64::try_from(max - min).unwrap_or(0))
         .sum();
+    // The backlog is read from the queues' max offsets, which trail the CommitLog until the
+    // broker has dispatched every filled message; wait (up to 30 s) for them to settle.
+    for _ in 0..300 {
+        if total >= args.fill {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ranges = backlog(admin, &route, &topic).await?;
+        total = ranges
+            .iter()
+            .map(|(_, min, max)| u64::try_from(max - min).unwrap_or(0))
+            .sum();
+    }
     if total == 0 {
         bail!("topic {topic} is empty: fill it first (`tern bench consume --fill 200000`)");
     }
@@ -521,6 +523,27 @@ async fn consume(admin: &AdminClient, args: &ConsumeBenchArgs) -> Result<Report>
         errors: total.saturating_sub(got),
         latency_us: None,
     })
+}
+
+/// Every queue of `topic` with messages: (queue, min offset, max offset).
+async fn backlog(
+    admin: &AdminClient,
+    route: &tern_common::route::TopicRouteData,
+    topic: &str,
+) -> Result<Vec<(MessageQueue, i64, i64)>> {
+    let mut ranges = Vec::new();
+    for b in &route.broker_datas {
+        let Some(addr) = b.master_addr() else {
+            continue;
+        };
+        let stats = admin.topic_stats(addr, topic).await?;
+        for (mq, off) in stats.offset_table.iter() {
+            if off.max_offset > off.min_offset {
+                ranges.push((mq.clone(), off.min_offset, off.max_offset));
+            }
+        }
+    }
+    Ok(ranges)
 }
 
 /// Pulls `mq` from `min` until `max`; returns the number of messages read. Bounded: every
@@ -579,9 +602,13 @@ async fn e2e(admin: &AdminClient, args: &E2eArgs) -> Result<Report> {
     let topic = args.common.topic.clone();
     let hist = Arc::new(Mutex::new(new_histogram()?));
     let received = Arc::new(AtomicU64::new(0));
+    // Messages sent before this instant (an older backlog of the topic, warm-up markers) are
+    // delivered but not measured.
+    let measure_from = Arc::new(AtomicU64::new(now_ns()));
     let consumer = {
         let hist = Arc::clone(&hist);
         let received = Arc::clone(&received);
+        let measure_from = Arc::clone(&measure_from);
         PushConsumer::builder()
             .namesrv_addr(&admin.namesrv_joined())
             .group(format!("tern-bench-e2e-{}", std::process::id()))
@@ -591,6 +618,7 @@ async fn e2e(admin: &AdminClient, args: &E2eArgs) -> Result<Report> {
             .register_concurrent(move |msgs: Vec<tern_common::message::MessageExt>, _ctx| {
                 let hist = Arc::clone(&hist);
                 let received = Arc::clone(&received);
+                let from = measure_from.load(Ordering::Relaxed);
                 async move {
                     let now = now_ns();
                     let mut h = hist.lock().await;
@@ -600,6 +628,9 @@ async fn e2e(admin: &AdminClient, args: &E2eArgs) -> Result<Report> {
                             let mut t = [0u8; 8];
                             t.copy_from_slice(&b[..8]);
                             let sent = u64::from_be_bytes(t);
+                            if sent < from {
+                                continue;
+                            }
                             let us = now.saturating_sub(sent) / 1_000;
                             h.saturating_record(us.clamp(1, MAX_LATENCY_US));
                             received.fetch_add(1, Ordering::Relaxed);
@@ -612,7 +643,7 @@ async fn e2e(admin: &AdminClient, args: &E2eArgs) -> Result<Report> {
     };
     consumer.start().await?;
     let producer = new_producer(admin).await?;
-    let result = e2e_send(&producer, args, &topic, &received, &hist).await;
+    let result = e2e_send(&producer, args, &topic, &received, &hist, &measure_from).await;
     // Give the last deliveries up to 5 s.
     let expected = result.as_ref().map(|(sent, _, _)| *sent).unwrap_or(0);
     for _ in 0..50 {
@@ -649,6 +680,7 @@ async fn e2e_send(
     topic: &str,
     received: &AtomicU64,
     hist: &Mutex<Histogram<u64>>,
+    measure_from: &AtomicU64,
 ) -> Result<(u64, u64, Duration)> {
     let size = args.common.size;
     let mut payload = body(size).to_vec();
@@ -664,6 +696,7 @@ async fn e2e_send(
         bail!("the benchmark consumer received nothing within 30 s");
     }
     // Measure only what is sent from here on.
+    measure_from.store(now_ns(), Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(200)).await;
     hist.lock().await.reset();
     received.store(0, Ordering::Relaxed);
