@@ -316,7 +316,9 @@ impl RouteTable {
     }
 
     /// Removes every broker registered over connection `conn_id` (the connection closed).
-    /// Returns the removed brokers.
+    /// Only live entries whose *latest* registration came on `conn_id` go: a broker restarted
+    /// on the same address that already re-registered on a new connection is kept, however
+    /// late the old connection's close is noticed. Returns the removed brokers.
     pub fn on_connection_closed(&self, conn_id: u64) -> Vec<BrokerAddrInfo> {
         let mut routes = self.routes.write();
         let mut live = self.live.write();
@@ -678,6 +680,57 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(t.topic_route("T").unwrap().queue_datas.len(), 1);
         assert_eq!(t.live_broker_count(), 1);
+    }
+
+    #[test]
+    fn restarted_broker_survives_the_close_of_its_old_connection() {
+        // A broker killed and restarted on the same address re-registers on a new connection
+        // before the NameServer notices the old one closed: that late close must not remove
+        // the fresh registration.
+        let t = RouteTable::new(EXPIRY);
+        let now = Instant::now();
+        let mut old = req("broker-a", 0, "a:1", &[("T", 8), ("TBW102", 8)]);
+        old.conn_id = Some(1);
+        t.register_broker(old, now).unwrap();
+        let mut new = req("broker-a", 0, "a:1", &[("T", 8), ("TBW102", 8)]);
+        new.conn_id = Some(2);
+        t.register_broker(new, now).unwrap();
+        assert!(t.on_connection_closed(1).is_empty());
+        assert!(t.topic_route("T").is_some());
+        assert!(t.topic_route("TBW102").is_some());
+        assert_eq!(t.on_connection_closed(2).len(), 1);
+        assert!(t.topic_route("TBW102").is_none());
+    }
+
+    #[test]
+    fn reregistration_after_removal_restores_topics_with_an_unchanged_data_version() {
+        // The close is noticed first: the broker is removed, then registers again with the
+        // same data version (nothing changed on its side). Its topics must all come back.
+        let t = RouteTable::new(EXPIRY);
+        let now = Instant::now();
+        let mut first = req("broker-a", 0, "a:1", &[("T", 8), ("TBW102", 8)]);
+        first.conn_id = Some(1);
+        t.register_broker(first, now).unwrap();
+        assert_eq!(t.on_connection_closed(1).len(), 1);
+        assert!(t.topic_route("TBW102").is_none());
+        let mut again = req("broker-a", 0, "a:1", &[("T", 8), ("TBW102", 8)]);
+        again.conn_id = Some(2);
+        t.register_broker(again, now).unwrap();
+        assert_eq!(
+            t.topic_route("T").unwrap().queue_datas[0].write_queue_nums,
+            8
+        );
+        assert!(t.topic_route("TBW102").is_some());
+        // The same after an UNREGISTER_BROKER and after expiry.
+        t.unregister_broker("DefaultCluster", "a:1", "broker-a", 0);
+        assert!(t.topic_route("T").is_none());
+        t.register_broker(req("broker-a", 0, "a:1", &[("T", 8)]), now)
+            .unwrap();
+        assert!(t.topic_route("T").is_some());
+        assert_eq!(t.scan_expired(now + EXPIRY * 2).len(), 1);
+        t.register_broker(req("broker-a", 0, "a:1", &[("T", 8)]), now + EXPIRY * 2)
+            .unwrap();
+        assert!(t.topic_route("T").is_some());
     }
 
     #[test]
