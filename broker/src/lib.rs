@@ -203,6 +203,20 @@ pub async fn run(
         });
         tasks.spawn(serve);
     }
+    // At shutdown, parked pulls are answered before the connections close (their answers
+    // are flushed with the connection), so no consumer waits out its pull timeout.
+    let answer_ctx = ctx.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let parked = answer_ctx.pull_hold.drain();
+        info!(
+            parked = parked.len(),
+            "answering parked pulls before closing connections"
+        );
+        for held in parked {
+            processor::pull::answer_now(&answer_ctx, held);
+        }
+    };
     tern_common::remoting::run(
         listener,
         Arc::new(metrics::Instrumented::new(
@@ -214,6 +228,7 @@ pub async fn run(
     )
     .await;
 
+    let stopping = Instant::now();
     info!("broker stopping");
     token.cancel();
     while let Some(joined) = tasks.join_next().await {
@@ -221,6 +236,7 @@ pub async fn run(
             warn!(cause = %err, "background task ended abnormally");
         }
     }
+    // Pulls parked after the drain above found their connections closed; drop them.
     drop(ctx.pull_hold.drain());
     if let Err(err) = ctx.offsets.persist() {
         warn!(cause = %err, "persisting consumer offsets failed");
@@ -245,7 +261,10 @@ pub async fn run(
     if let Err(err) = tokio::task::spawn_blocking(move || store_for_stop.shutdown()).await {
         warn!(cause = %err, "store shutdown task failed");
     }
-    info!("broker stopped");
+    info!(
+        stop_ms = u64::try_from(stopping.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "broker stopped"
+    );
     Ok(())
 }
 

@@ -52,25 +52,32 @@ pub async fn handle_pull_message(
     process(ctx, conn, request, true)
 }
 
-/// Re-executes a parked pull and sends its answer on its connection.
+/// Re-executes a parked pull and sends its answer on its connection (in a new task).
 pub fn wake(ctx: &BrokerContext, held: HeldPull) {
     let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let template = RemotingCommand {
-            code: held.request.code,
-            opaque: held.request.opaque,
-            serialize_type: held.request.serialize_type,
-            ..Default::default()
-        };
-        let response = match process(&ctx, &held.conn, held.request, false) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(err) => error_response(&template, &err),
-        };
-        if let Err(err) = held.conn.send_response(response) {
-            debug!(conn = held.conn.id(), cause = %err, "held pull answer not delivered");
-        }
-    });
+    tokio::spawn(async move { answer_now(&ctx, held) });
+}
+
+/// Re-executes a parked pull without suspension and queues its answer (messages, or
+/// PULL_NOT_FOUND / PULL_RETRY_IMMEDIATELY with the next offset) on its connection before
+/// returning. Used by [`wake`] and at shutdown, where every parked pull is answered while its
+/// connection can still carry the answer, so consumers re-pull at once (from another broker
+/// or after the restart) instead of waiting for their request timeout.
+pub fn answer_now(ctx: &BrokerContext, held: HeldPull) {
+    let template = RemotingCommand {
+        code: held.request.code,
+        opaque: held.request.opaque,
+        serialize_type: held.request.serialize_type,
+        ..Default::default()
+    };
+    let response = match process(ctx, &held.conn, held.request, false) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(err) => error_response(&template, &err),
+    };
+    if let Err(err) = held.conn.send_response(response) {
+        debug!(conn = held.conn.id(), cause = %err, "held pull answer not delivered");
+    }
 }
 
 /// The tag code filter of a subscription: `None` accepts everything.
