@@ -13,6 +13,7 @@ use tern_broker::store::{
     ArrivalEvent, FileOps, FlushDiskType, GetMessageStatus, MessageStore, PutMessageStatus,
     StoreConfig, StoreError,
 };
+use tern_common::message::id::offset_msg_id;
 use tern_common::message::property::encode_properties;
 use tern_common::message::record::{decode_record, RecordInput};
 use tern_common::message::tag::tags_hash;
@@ -65,7 +66,13 @@ async fn appends_roll_files_and_read_back_byte_identical() {
         assert_eq!(r.status, PutMessageStatus::PutOk);
         let a = r.append.unwrap();
         assert_eq!(a.queue_offset, i64::from(i));
-        assert_eq!(a.msg_ids.len(), 1);
+        assert_eq!(
+            a.msg_ids(),
+            vec![offset_msg_id(
+                "127.0.0.1:10911".parse().unwrap(),
+                a.phy_offset
+            )]
+        );
         phys.push(a.phy_offset);
     }
     // 200 × ~800 bytes spans at least three 64 KiB files, and no record crosses a boundary.
@@ -100,7 +107,21 @@ async fn batch_gets_consecutive_queue_offsets_and_mixed_batch_is_illegal() {
     let r = store.put_messages(batch).await;
     assert_eq!(r.status, PutMessageStatus::PutOk);
     let a = r.append.unwrap();
-    assert_eq!((a.queue_offset, a.msg_count, a.msg_ids.len()), (1, 5, 5));
+    assert_eq!((a.queue_offset, a.msg_count), (1, 5));
+    // Each record of the batch has its own offset id, formatted on request.
+    let ids = a.msg_ids();
+    assert_eq!(ids.len(), 5);
+    let mut phy = a.phy_offset;
+    for (i, id) in ids.iter().enumerate() {
+        let rec = store.read_record(phy).unwrap();
+        let r = decode_record(&rec, true).unwrap();
+        assert_eq!((r.phy_offset, r.queue_offset), (phy, 1 + i as i64));
+        assert_eq!(a.record_phy_offset(i), Some(phy));
+        assert_eq!(id, &offset_msg_id(r.store_host, phy));
+        phy += rec.len() as i64;
+    }
+    assert_eq!(phy, a.phy_offset + a.wrote_bytes as i64);
+    assert_eq!((a.record_phy_offset(5), a.msg_id(5)), (None, None));
     let mixed = vec![input("B", 1, b"a", &[]), input("B", 2, b"b", &[])];
     assert_eq!(
         store.put_messages(mixed).await.status,

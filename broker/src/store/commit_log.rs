@@ -9,6 +9,7 @@
 //! to the next one (PROTOCOL.md §3.8). PREPARED and ROLLBACK transaction records get queue
 //! offset 0 and do not advance it (§3.3).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,14 +58,31 @@ pub struct AppendOutcome {
     pub msg_count: usize,
     /// Store timestamp given to every record (ms since the epoch).
     pub store_timestamp: i64,
-    /// CommitLog offset of each record.
-    pub record_phy_offsets: Vec<i64>,
+    /// CommitLog offset of each record after the first (records are contiguous; empty for a
+    /// single record, so the common append allocates nothing here).
+    pub(super) later_phy_offsets: Vec<i64>,
 }
 
 impl AppendOutcome {
     /// CommitLog offset just past the last record.
     pub fn end_phy_offset(&self) -> i64 {
         self.phy_offset + self.wrote_bytes as i64
+    }
+
+    /// CommitLog offset of record `index` of the append (`None` past the last record).
+    pub fn record_phy_offset(&self, index: usize) -> Option<i64> {
+        match index {
+            0 => Some(self.phy_offset),
+            i => self.later_phy_offsets.get(i - 1).copied(),
+        }
+    }
+
+    /// The CommitLog offsets of every record, in order (allocates; for callers that want ids).
+    pub fn record_phy_offsets(&self) -> Vec<i64> {
+        let mut out = Vec::with_capacity(self.msg_count);
+        out.push(self.phy_offset);
+        out.extend_from_slice(&self.later_phy_offsets);
+        out
     }
 }
 
@@ -154,9 +172,34 @@ impl CommitLog {
     /// Appends one record or a batch (all records to the same topic and queue, consecutive
     /// queue offsets, contiguous in one file).
     ///
+    /// Records are encoded (with their body CRC) into a per-thread reusable buffer before the
+    /// append lock is taken; under the lock only the queue offset is looked up (no allocation
+    /// unless the queue is new), the three store-assigned fields are patched and the bytes are
+    /// copied into the map. Store timestamps never go backwards.
+    ///
     /// # Errors
     /// See [`AppendError`]; nothing is written on error.
     pub fn append(&self, inputs: &[RecordInput]) -> Result<AppendOutcome, AppendError> {
+        ENCODE_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                let result = self.append_with(inputs, &mut buf);
+                buf.clear();
+                if buf.capacity() > MAX_RETAINED_ENCODE_BUF {
+                    *buf = BytesMut::new();
+                }
+                result
+            }
+            // Only reachable if an append re-entered on this thread (it never does): use a
+            // fresh buffer rather than fail.
+            Err(_) => self.append_with(inputs, &mut BytesMut::new()),
+        })
+    }
+
+    fn append_with(
+        &self,
+        inputs: &[RecordInput],
+        buf: &mut BytesMut,
+    ) -> Result<AppendOutcome, AppendError> {
         let Some(first) = inputs.first() else {
             return Err(AppendError::MessageIllegal {
                 reason: "empty batch",
@@ -177,11 +220,10 @@ impl CommitLog {
                 reason: "batch larger than a commit log file",
             });
         }
-        let mut buf = BytesMut::with_capacity(total);
-        let mut bounds = Vec::with_capacity(inputs.len());
+        buf.clear();
+        buf.reserve(total);
         for input in inputs {
-            let start = buf.len();
-            encode_record(input, 0, 0, 0, &mut buf).map_err(|e| match e {
+            encode_record(input, 0, 0, 0, buf).map_err(|e| match e {
                 RecordError::PropertiesTooLong => AppendError::PropertiesSizeExceeded,
                 RecordError::TopicTooLong => AppendError::MessageIllegal {
                     reason: "topic too long",
@@ -190,15 +232,10 @@ impl CommitLog {
                     reason: "record cannot be encoded",
                 },
             })?;
-            bounds.push((start, buf.len()));
         }
         assert_eq!(buf.len(), total, "encode_record writes encoded_len bytes");
-        let advances = |input: &RecordInput| {
-            !matches!(
-                sys_flag::transaction_value(input.sys_flag),
-                sys_flag::TRANSACTION_PREPARED_TYPE | sys_flag::TRANSACTION_ROLLBACK_TYPE
-            )
-        };
+        let clock = now_ms();
+        let mut later_phy_offsets = Vec::with_capacity(inputs.len() - 1);
 
         let mut table = self.lock_table();
         let mut file = self
@@ -215,7 +252,7 @@ impl CommitLog {
                 .map_err(AppendError::CreateMappedFileFailed)?;
         }
         let base_phy = file.file_from_offset() + file.wrote_position() as i64;
-        let now = now_ms().max(self.last_store_timestamp.load(Ordering::Acquire));
+        let now = clock.max(self.last_store_timestamp.load(Ordering::Acquire));
         let next = table
             .get(first.topic.as_str())
             .and_then(|q| q.get(&first.queue_id))
@@ -223,22 +260,25 @@ impl CommitLog {
             .unwrap_or(0);
         let mut queue_offset = next;
         let mut first_queue_offset = None;
-        let mut record_phy_offsets = Vec::with_capacity(inputs.len());
-        for (input, (start, end)) in inputs.iter().zip(&bounds) {
-            let assigned = if advances(input) {
-                let q = queue_offset;
+        let mut start = 0usize;
+        for input in inputs {
+            let end = start + encoded_len(input);
+            let assigned = if advances_queue_offset(input) {
                 queue_offset += 1;
-                q
+                queue_offset - 1
             } else {
                 0
             };
             first_queue_offset.get_or_insert(assigned);
-            let phy = base_phy + *start as i64;
-            record_phy_offsets.push(phy);
-            patch_record(&mut buf[*start..*end], assigned, phy, now)
+            let phy = base_phy + start as i64;
+            if start > 0 {
+                later_phy_offsets.push(phy);
+            }
+            patch_record(&mut buf[start..end], assigned, phy, now)
                 .expect("invariant: a record just encoded can be patched");
+            start = end;
         }
-        match file.append(&buf) {
+        match file.append(buf) {
             Ok(Some(pos)) => debug_assert_eq!(file.file_from_offset() + pos as i64, base_phy),
             Ok(None) => {
                 return Err(AppendError::WriteFailed(std::io::Error::other(
@@ -248,10 +288,18 @@ impl CommitLog {
             Err(e) => return Err(AppendError::WriteFailed(e)),
         }
         if queue_offset != next {
-            table
-                .entry(first.topic.clone())
-                .or_default()
-                .insert(first.queue_id, queue_offset);
+            match table.get_mut(first.topic.as_str()) {
+                Some(queues) => {
+                    queues.insert(first.queue_id, queue_offset);
+                }
+                // Only the first append to a topic allocates its key.
+                None => {
+                    table.insert(
+                        first.topic.clone(),
+                        HashMap::from([(first.queue_id, queue_offset)]),
+                    );
+                }
+            }
         }
         self.last_store_timestamp.store(now, Ordering::Release);
         drop(table);
@@ -261,7 +309,7 @@ impl CommitLog {
             queue_offset: first_queue_offset.unwrap_or(0),
             msg_count: inputs.len(),
             store_timestamp: now,
-            record_phy_offsets,
+            later_phy_offsets,
         })
     }
 
@@ -295,6 +343,24 @@ impl CommitLog {
     pub fn flush(&self) -> std::io::Result<i64> {
         self.files.flush()
     }
+}
+
+/// Encode buffers above this capacity (bytes) are not kept for the next append of the thread,
+/// so one 4 MiB message does not pin 4 MiB per thread.
+const MAX_RETAINED_ENCODE_BUF: usize = 256 * 1024;
+
+thread_local! {
+    /// Per-thread reusable encode buffer of [`CommitLog::append`].
+    static ENCODE_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Whether a record takes a queue offset: PREPARED and ROLLBACK transaction records do not
+/// (they get 0 and are not dispatched, PROTOCOL.md §3.3).
+fn advances_queue_offset(input: &RecordInput) -> bool {
+    !matches!(
+        sys_flag::transaction_value(input.sys_flag),
+        sys_flag::TRANSACTION_PREPARED_TYPE | sys_flag::TRANSACTION_ROLLBACK_TYPE
+    )
 }
 
 /// Milliseconds since the Unix epoch.

@@ -2,11 +2,19 @@
 //! and the 1-second flusher of ConsumeQueues, index and checkpoint (PROTOCOL.md §11.1).
 //!
 //! Group commit: an appender that must wait registers a [`GroupCommitRequest`] (its end
-//! offset and a oneshot sender). The flush thread takes every pending request, runs ONE flush
-//! covering all of them, and completes each with `true` when its bytes are durable. A failed
-//! flush completes them with `false`, marks the store read-only and is never retried as if it
-//! were transient. The flush thread also preallocates the next CommitLog file, so appends
-//! rarely create files themselves.
+//! offset and a oneshot sender) and wakes the flush thread at once. The flush thread runs ONE
+//! flush of everything published when it starts (so it covers every waiter that appended
+//! before), then takes every pending request — including those registered while the flush ran
+//! — and completes in one batch each one whose end offset the flush covered; the others wait
+//! for the next round, which starts immediately. A failed flush completes every waiter with
+//! `false`, marks the store read-only and is never retried as if it were transient.
+//!
+//! The prefault thread keeps the CommitLog ahead of the writer: it preallocates the next file
+//! and populates the page tables of the next [`PREFAULT_AHEAD_BYTES`] after the write position
+//! (`MappedFileQueue::prefault_ahead`), so appends neither create files nor page-fault. It is
+//! woken by appends that cross a [`prefault_step`] boundary. It is a thread of its own rather
+//! than part of the flush thread so that neither a long ASYNC_FLUSH `msync` nor the page
+//! population delays the other (a group-commit round must not wait for page faults).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,33 +52,39 @@ impl Inner {
         Some(rx)
     }
 
-    /// Flushes the CommitLog once; completes requests it covers. Returns false on failure.
+    /// Flushes the CommitLog once, then completes, in one batch, every pending request the
+    /// flush covered (also those registered while it ran). Returns false on failure, after
+    /// failing every pending request.
     fn flush_commit_log_once(&self) -> bool {
-        let requests = std::mem::take(&mut *self.flush_requests.lock());
         let store_timestamp = self.commit_log.last_store_timestamp();
         match self.commit_log.flush() {
             Ok(flushed) => {
                 if store_timestamp > 0 {
                     self.checkpoint.set_physic_msg_timestamp(store_timestamp);
                 }
-                let mut left = Vec::new();
-                for r in requests {
-                    if r.end_phy_offset <= flushed {
-                        let _ = r.done.send(true);
+                let covered: Vec<GroupCommitRequest> = {
+                    let mut pending = self.flush_requests.lock();
+                    if pending.iter().all(|r| r.end_phy_offset <= flushed) {
+                        std::mem::take(&mut *pending)
                     } else {
-                        left.push(r);
+                        // Published after the flush started: the next round covers them.
+                        let (done, left) = std::mem::take(&mut *pending)
+                            .into_iter()
+                            .partition(|r| r.end_phy_offset <= flushed);
+                        *pending = left;
+                        done
                     }
-                }
-                if !left.is_empty() {
-                    // Published after the flush started; the next round covers them.
-                    self.flush_requests.lock().extend(left);
+                };
+                // Completed outside the lock so appenders can queue the next round meanwhile.
+                for r in covered {
+                    let _ = r.done.send(true);
                 }
                 true
             }
             Err(e) => {
                 tracing::error!(cause = %e, "commit log flush failed; store is read-only");
                 self.flags.set_write_error();
-                for r in requests {
+                for r in std::mem::take(&mut *self.flush_requests.lock()) {
                     let _ = r.done.send(false);
                 }
                 false
@@ -103,15 +117,48 @@ pub(super) fn run_commit_log(inner: Arc<Inner>) {
             continue;
         }
         failed = !inner.flush_commit_log_once();
-        if let Err(e) = inner.commit_log.files().preallocate_next() {
-            tracing::warn!(cause = %e, "cannot preallocate the next commit log file");
-        }
     }
     if !failed {
         inner.flush_commit_log_once();
     }
     for r in std::mem::take(&mut *inner.flush_requests.lock()) {
         let _ = r.done.send(false);
+    }
+}
+
+/// How far ahead of the CommitLog write position the prefault thread populates pages.
+pub const PREFAULT_AHEAD_BYTES: usize = 32 * 1024 * 1024;
+
+/// Appends that cross a multiple of this many bytes (or start a file) wake the prefault
+/// thread: a quarter of a file, at most 4 MiB, at least one page.
+pub(super) fn prefault_step(file_size: usize) -> i64 {
+    (file_size / 4).clamp(4096, 4 * 1024 * 1024) as i64
+}
+
+/// How long the prefault thread sleeps when no append wakes it.
+const PREFAULT_IDLE_WAIT: Duration = Duration::from_millis(50);
+
+/// Body of the CommitLog prefault thread: preallocate the next file, populate the pages ahead
+/// of the writer, sleep until an append crosses a step (or [`PREFAULT_IDLE_WAIT`]).
+pub(super) fn run_prefault(inner: Arc<Inner>) {
+    let files = inner.commit_log.files();
+    let mut warned = false;
+    while !inner.stop.load(Ordering::Acquire) {
+        let result = files
+            .preallocate_next()
+            .and_then(|()| files.prefault_ahead(PREFAULT_AHEAD_BYTES));
+        match result {
+            Ok(_) => warned = false,
+            // Best effort: appends still work (creating files and faulting pages themselves).
+            Err(e) if !warned => {
+                tracing::warn!(cause = %e, "cannot prepare the commit log ahead of the writer");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        if !inner.stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(PREFAULT_IDLE_WAIT);
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub mod reput;
 pub mod retention;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -285,6 +286,10 @@ pub enum PutMessageStatus {
 }
 
 /// Where a successful append landed.
+///
+/// Offset message ids are not formatted at append time (that would allocate a string per
+/// record on the hot path); [`AppendResult::msg_id`] / [`AppendResult::msg_ids`] format them
+/// when asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendResult {
     /// CommitLog offset of the first record.
@@ -297,8 +302,36 @@ pub struct AppendResult {
     pub msg_count: usize,
     /// Store timestamp (ms).
     pub store_timestamp: i64,
-    /// Offset message id of each record (PROTOCOL.md §3.6).
-    pub msg_ids: Vec<String>,
+    /// STOREHOST of the first record (a batch comes from one broker).
+    store_host: SocketAddr,
+    /// CommitLog offsets of the records after the first (empty for a single record).
+    later_phy_offsets: Vec<i64>,
+}
+
+impl AppendResult {
+    /// The STOREHOST written in the records (that of the first record of a batch).
+    pub fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+
+    /// CommitLog offset of record `index` (`None` past the last record).
+    pub fn record_phy_offset(&self, index: usize) -> Option<i64> {
+        match index {
+            0 => Some(self.phy_offset),
+            i => self.later_phy_offsets.get(i - 1).copied(),
+        }
+    }
+
+    /// Offset message id of record `index` (PROTOCOL.md §3.6), `None` past the last record.
+    pub fn msg_id(&self, index: usize) -> Option<String> {
+        self.record_phy_offset(index)
+            .map(|phy| offset_msg_id(self.store_host, phy))
+    }
+
+    /// Offset message id of every record, in order (PROTOCOL.md §3.6).
+    pub fn msg_ids(&self) -> Vec<String> {
+        (0..self.msg_count).filter_map(|i| self.msg_id(i)).collect()
+    }
 }
 
 /// Result of `put_message` / `put_messages`.
@@ -481,6 +514,11 @@ struct Inner {
     dispatch_cv: Condvar,
     reput_corrupt_logged: AtomicBool,
     reput_thread: OnceLock<std::thread::Thread>,
+    /// Store timestamp (ms) of the last append that woke the reput thread.
+    reput_woken_ms: AtomicI64,
+    prefault_thread: OnceLock<std::thread::Thread>,
+    /// Appends crossing a multiple of this many CommitLog bytes wake the prefault thread.
+    prefault_step: i64,
     stop: AtomicBool,
     stop_lock: Mutex<()>,
     stop_cv: Condvar,
@@ -604,8 +642,33 @@ impl Inner {
             let _g = self.flush_requests.lock();
             self.flush_cv.notify_all();
         }
-        if let Some(t) = self.reput_thread.get() {
+        for t in [self.reput_thread.get(), self.prefault_thread.get()]
+            .into_iter()
+            .flatten()
+        {
             t.unpark();
+        }
+    }
+
+    /// After an append of `[phy_offset, end_phy_offset)` stored at `store_timestamp`: wakes
+    /// the reput thread at most once per store-clock millisecond (it also polls every 1 ms, as
+    /// RocketMQ's `ReputMessageService`, so dispatch lags an append by at most ~1 ms while a
+    /// fast writer no longer pays a futex wake per append), and wakes the prefault thread when
+    /// the append crossed a prefault step or starts a file.
+    fn after_append(&self, phy_offset: i64, end_phy_offset: i64, store_timestamp: i64) {
+        if self.reput_woken_ms.load(Ordering::Relaxed) != store_timestamp {
+            self.reput_woken_ms
+                .store(store_timestamp, Ordering::Relaxed);
+            if let Some(t) = self.reput_thread.get() {
+                t.unpark();
+            }
+        }
+        let step = self.prefault_step;
+        let file_size = self.config.mapped_file_size_commit_log as i64;
+        if phy_offset / step != end_phy_offset / step || phy_offset % file_size == 0 {
+            if let Some(t) = self.prefault_thread.get() {
+                t.unpark();
+            }
         }
     }
 }
@@ -660,6 +723,7 @@ impl MessageStore {
             config.max_index_num,
             ops,
         )?;
+        let prefault_step = flush::prefault_step(config.mapped_file_size_commit_log);
         let inner = Arc::new(Inner {
             config,
             commit_log,
@@ -674,6 +738,9 @@ impl MessageStore {
             dispatch_cv: Condvar::new(),
             reput_corrupt_logged: AtomicBool::new(false),
             reput_thread: OnceLock::new(),
+            reput_woken_ms: AtomicI64::new(i64::MIN),
+            prefault_thread: OnceLock::new(),
+            prefault_step,
             stop: AtomicBool::new(false),
             stop_lock: Mutex::new(()),
             stop_cv: Condvar::new(),
@@ -708,6 +775,9 @@ impl MessageStore {
             flush::run_commit_log,
             inner.clone(),
         )?);
+        let prefault = spawn("tern-prefault", flush::run_prefault, inner.clone())?;
+        let _ = inner.prefault_thread.set(prefault.thread().clone());
+        threads.push(prefault);
         threads.push(spawn(
             "tern-flush-logics",
             flush::run_logics,
@@ -800,9 +870,8 @@ impl MessageStore {
                 return fail(PutMessageStatus::ServiceNotAvailable);
             }
         };
-        if let Some(t) = inner.reput_thread.get() {
-            t.unpark();
-        }
+        let end_phy_offset = outcome.end_phy_offset();
+        inner.after_append(outcome.phy_offset, end_phy_offset, outcome.store_timestamp);
         inner
             .counters
             .put_message_count
@@ -815,11 +884,6 @@ impl MessageStore {
             .counters
             .put_bytes
             .fetch_add(outcome.wrote_bytes as u64, Ordering::Relaxed);
-        let msg_ids = inputs
-            .iter()
-            .zip(&outcome.record_phy_offsets)
-            .map(|(i, phy)| offset_msg_id(i.store_host, *phy))
-            .collect();
         let result = PutMessageResult {
             status: PutMessageStatus::PutOk,
             append: Some(AppendResult {
@@ -828,7 +892,8 @@ impl MessageStore {
                 queue_offset: outcome.queue_offset,
                 msg_count: outcome.msg_count,
                 store_timestamp: outcome.store_timestamp,
-                msg_ids,
+                store_host: first.store_host,
+                later_phy_offsets: outcome.later_phy_offsets,
             }),
         };
         let wait = inner.config.flush_disk_type == FlushDiskType::SyncFlush
@@ -836,7 +901,7 @@ impl MessageStore {
         if !wait {
             return (result, None);
         }
-        match inner.request_flush(outcome.end_phy_offset()) {
+        match inner.request_flush(end_phy_offset) {
             Some(rx) => (result, Some(rx)),
             None => (
                 PutMessageResult {
