@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::codec::{Encoder, FramedRead};
@@ -53,6 +53,10 @@ const MAX_OPAQUE_PROBES: usize = 16;
 
 /// Write buffer of the writer task: small frames are batched into it, larger ones bypass it.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Inline answers gathered by a connection's reader are handed to the writer once they
+/// reach this many bytes, even if more requests are readable.
+const INLINE_ANSWER_FLUSH_BYTES: usize = 64 * 1024;
 
 /// A handle to one live remoting connection (server side: an accepted client; client side: the
 /// connection to one address).
@@ -407,6 +411,7 @@ impl Link {
         } = self;
         let writer = tokio::spawn(write_loop(conn.clone(), write_half, queue).in_current_span());
         let mut tasks = JoinSet::new();
+        let mut answered = BytesMut::new();
         let end = read_loop(
             &conn,
             &mut reader,
@@ -414,8 +419,18 @@ impl Link {
             &shutdown,
             &options,
             &mut tasks,
+            &mut answered,
         )
         .await;
+        // Answers computed before reading stopped still go out (the writer writes what is
+        // queued even after a close, within its bound).
+        if !answered.is_empty() {
+            let chunk = answered.split().freeze();
+            let queued = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, conn.inner.writer.send(chunk));
+            if !matches!(queued.await, Ok(Ok(()))) {
+                debug!("answers computed before the close were not queued");
+            }
+        }
         match end {
             ReadEnd::Shutdown => {
                 let drained = tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, async {
@@ -453,21 +468,49 @@ async fn read_loop(
     shutdown: &CancellationToken,
     options: &LinkOptions,
     tasks: &mut JoinSet<()>,
+    answered: &mut BytesMut,
 ) -> ReadEnd {
     let in_flight = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
     let idle = tokio::time::sleep(options.idle_timeout.unwrap_or(Duration::MAX));
     tokio::pin!(idle);
+    // `answered` gathers the encoded responses of requests answered inline; they are handed
+    // to the writer as one chunk when no further frame is readable without waiting (one
+    // queue hand-off and one write per burst of requests instead of one per request).
     loop {
-        let frame = tokio::select! {
-            biased;
-            () = conn.inner.closed.cancelled() => return ReadEnd::Closed,
-            () = shutdown.cancelled() => return ReadEnd::Shutdown,
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                report_join(joined);
-                continue;
+        // Frames already buffered (or readable without blocking) are taken at once; the full
+        // wait below, which also watches close, shutdown, idleness and finished handlers,
+        // only runs when the socket has nothing more for now.
+        let ready = if answered.len() < INLINE_ANSWER_FLUSH_BYTES {
+            reader.next().now_or_never()
+        } else {
+            None
+        };
+        let frame = match ready {
+            Some(frame) => {
+                if conn.is_closed() {
+                    return ReadEnd::Closed;
+                }
+                if shutdown.is_cancelled() {
+                    return ReadEnd::Shutdown;
+                }
+                frame
             }
-            () = &mut idle, if options.idle_timeout.is_some() => return ReadEnd::Idle,
-            frame = reader.next() => frame,
+            None => {
+                if let Err(end) = hand_to_writer(conn, answered, shutdown).await {
+                    return end;
+                }
+                tokio::select! {
+                    biased;
+                    () = conn.inner.closed.cancelled() => return ReadEnd::Closed,
+                    () = shutdown.cancelled() => return ReadEnd::Shutdown,
+                    Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                        report_join(joined);
+                        continue;
+                    }
+                    () = &mut idle, if options.idle_timeout.is_some() => return ReadEnd::Idle,
+                    frame = reader.next() => frame,
+                }
+            }
         };
         let command = match frame {
             None => return ReadEnd::PeerClosed,
@@ -494,21 +537,87 @@ async fn read_loop(
             "request"
         );
         // Waiting for a permit stops reading: TCP backpressure bounds this peer's in-flight
-        // requests.
-        let permit = tokio::select! {
-            biased;
-            () = conn.inner.closed.cancelled() => return ReadEnd::Closed,
-            () = shutdown.cancelled() => return ReadEnd::Shutdown,
-            permit = Arc::clone(&in_flight).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // The semaphore is never closed; treat it as the connection ending anyway.
-                Err(_) => return ReadEnd::Closed,
-            },
+        // requests. Answers already computed go out first, so the peer can make progress.
+        let permit = match Arc::clone(&in_flight).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Err(end) = hand_to_writer(conn, answered, shutdown).await {
+                    return end;
+                }
+                tokio::select! {
+                    biased;
+                    () = conn.inner.closed.cancelled() => return ReadEnd::Closed,
+                    () = shutdown.cancelled() => return ReadEnd::Shutdown,
+                    permit = Arc::clone(&in_flight).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        // The semaphore is never closed; treat it as the connection ending
+                        // anyway.
+                        Err(_) => return ReadEnd::Closed,
+                    },
+                }
+            }
         };
+        while let Some(joined) = tasks.try_join_next() {
+            report_join(joined);
+        }
         let span = tracing::debug_span!("request", code = command.code, opaque = command.opaque);
-        tasks.spawn(
-            handle_request(conn.clone(), Arc::clone(dispatch), command, permit).instrument(span),
-        );
+        let mut answer: BoxFuture<'static, Option<RemotingCommand>> =
+            Box::pin(answer_request(conn.clone(), Arc::clone(dispatch), command).instrument(span));
+        // A handler that completes without waiting (most requests: a send under ASYNC_FLUSH,
+        // an offset query, a heartbeat) is answered right here, without a task of its own.
+        // One that waits (a group commit, a slow lookup) moves to a task and keeps its
+        // permit until it finishes; it is polled again there at once, so it registers that
+        // task's waker before anything can be missed.
+        match (&mut answer).now_or_never() {
+            Some(response) => {
+                drop(permit);
+                if let Some(response) = response {
+                    encode_response(conn, response, answered);
+                }
+            }
+            None => {
+                let conn = conn.clone();
+                tasks.spawn(
+                    async move {
+                        let response = answer.await;
+                        drop(permit);
+                        let Some(response) = response else {
+                            return;
+                        };
+                        let mut frame = BytesMut::new();
+                        encode_response(&conn, response, &mut frame);
+                        if frame.is_empty() {
+                            return;
+                        }
+                        if let Err(cause) = conn.enqueue(frame.freeze()).await {
+                            debug!(cause = %cause, "response not sent");
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+        }
+    }
+}
+
+/// Queues the inline answers gathered in `answered` (if any) as one chunk, waiting for room
+/// in the writer queue. `Err` names why reading must stop.
+async fn hand_to_writer(
+    conn: &Connection,
+    answered: &mut BytesMut,
+    shutdown: &CancellationToken,
+) -> Result<(), ReadEnd> {
+    if answered.is_empty() {
+        return Ok(());
+    }
+    let chunk = answered.split().freeze();
+    tokio::select! {
+        biased;
+        sent = conn.enqueue(chunk) => match sent {
+            Ok(()) => Ok(()),
+            Err(_) => Err(ReadEnd::Closed),
+        },
+        () = shutdown.cancelled() => Err(ReadEnd::Shutdown),
     }
 }
 
@@ -520,60 +629,66 @@ fn report_join(joined: Result<(), JoinError>) {
     }
 }
 
-/// Runs the handler for one request and queues its response, if any.
-async fn handle_request(
+/// Runs the handler for one request; returns the response to send, if any, with the
+/// request's `opaque` and serialize type and the response flag set. A handler that panics
+/// answers `SYSTEM_ERROR`; responses to oneway requests are dropped.
+async fn answer_request(
     conn: Connection,
     dispatch: Dispatch,
     request: RemotingCommand,
-    permit: OwnedSemaphorePermit,
-) {
+) -> Option<RemotingCommand> {
     let oneway = request.is_oneway();
     let code = request.code;
-    // The response goes back with the request's opaque and serialize type whatever the handler
-    // put there (RocketMQ sets the opaque and the response flag the same way).
-    let head = RemotingCommand {
-        opaque: request.opaque,
-        serialize_type: request.serialize_type,
-        ..RemotingCommand::default()
-    };
-    let outcome = AssertUnwindSafe(dispatch(conn.clone(), request))
+    let opaque = request.opaque;
+    let serialize_type = request.serialize_type;
+    let outcome = AssertUnwindSafe(dispatch(conn, request))
         .catch_unwind()
         .await;
-    drop(permit);
     let response = match outcome {
         Ok(response) => response,
         Err(_) => {
             error!(code, "request handler panicked");
+            let head = RemotingCommand {
+                opaque,
+                serialize_type,
+                ..RemotingCommand::default()
+            };
             Some(
                 RemotingCommand::response_to(&head, ResponseCode::SystemError)
                     .with_remark("request handler failed"),
             )
         }
     };
-    let Some(mut response) = response else {
-        return;
-    };
+    let mut response = response?;
     if oneway {
         debug!(code, "dropping response to oneway request");
-        return;
+        return None;
     }
-    response.opaque = head.opaque;
-    response.serialize_type = head.serialize_type;
+    // The response goes back with the request's opaque and serialize type whatever the
+    // handler put there (RocketMQ sets the opaque and the response flag the same way).
+    response.opaque = opaque;
+    response.serialize_type = serialize_type;
     response.flag |= FLAG_RESPONSE;
-    let frame = match conn.encode(response) {
-        Ok(frame) => frame,
-        Err(cause) => {
-            warn!(cause = %cause, code, "response cannot be encoded, answering SYSTEM_ERROR");
-            let fallback = RemotingCommand::response_to(&head, ResponseCode::SystemError)
-                .with_remark("response could not be encoded");
-            match conn.encode(fallback) {
-                Ok(frame) => frame,
-                Err(_) => return,
-            }
-        }
+    Some(response)
+}
+
+/// Appends the frame of `response` to `out`; a response that cannot be encoded is replaced by
+/// a SYSTEM_ERROR answer (and by nothing if even that fails). `out` is unchanged on failure.
+fn encode_response(conn: &Connection, response: RemotingCommand, out: &mut BytesMut) {
+    let mut codec = RemotingCodec::new(conn.inner.max_frame_len);
+    let code = response.code;
+    let head = RemotingCommand {
+        opaque: response.opaque,
+        serialize_type: response.serialize_type,
+        ..RemotingCommand::default()
     };
-    if let Err(cause) = conn.enqueue(frame).await {
-        debug!(cause = %cause, code, "response not sent");
+    if let Err(cause) = codec.encode(response, out) {
+        warn!(cause = %cause, code, "response cannot be encoded, answering SYSTEM_ERROR");
+        let fallback = RemotingCommand::response_to(&head, ResponseCode::SystemError)
+            .with_remark("response could not be encoded");
+        if let Err(cause) = codec.encode(fallback, out) {
+            debug!(cause = %cause, "fallback response cannot be encoded either");
+        }
     }
 }
 

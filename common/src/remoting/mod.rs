@@ -10,9 +10,13 @@
 //!   fed by a bounded queue of encoded frames (`writer_queue_len`). Commands are encoded by the
 //!   task that sends them, so an encoding error is returned to that caller and never breaks
 //!   the connection. Responses may leave in any order; the peer matches them by `opaque`.
-//! - **Requests.** Each incoming request runs in its own task. At most
-//!   `max_in_flight_per_connection` handler tasks run at once per connection; when all permits
-//!   are taken the reader stops reading (TCP backpressure) until one finishes. A handler that
+//! - **Requests.** The reader polls each incoming request's handler once itself: a handler
+//!   that completes without waiting (a send under ASYNC_FLUSH, an offset query) is answered
+//!   inline, and the answers of one burst of readable requests are handed to the writer as one
+//!   chunk (one write for the burst). A handler that waits (a group commit, a parked pull that
+//!   is slow to return `None`) moves to a task of its own, so it never holds up the connection.
+//!   At most `max_in_flight_per_connection` handlers run at once per connection; when all
+//!   permits are taken the reader stops reading (TCP backpressure) until one finishes. A handler that
 //!   returns `Some(response)` has it written with the request's `opaque` and the response flag
 //!   (RocketMQ's `NettyRemotingAbstract` does the same); `None` means "answer later through
 //!   [`Connection::send_response`]" (long polling) or "no answer". Responses to oneway requests

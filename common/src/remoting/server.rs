@@ -63,7 +63,9 @@ pub trait RequestHandler: Send + Sync + 'static {
     /// or None to answer later via [`Connection::send_response`] (long polling) or not at all
     /// (oneway).
     ///
-    /// Each request runs in its own task, so a slow handler does not hold up the connection.
+    /// The connection's reader polls the returned future once; if it is not ready at once it
+    /// continues in a task of its own, so a slow handler does not hold up the connection. A
+    /// handler should therefore not block the thread (use `spawn_blocking` for that).
     /// The response is sent with the request's `opaque` and serialize type and the response
     /// flag, whatever the handler set. Unknown request codes are the handler's to answer
     /// (`REQUEST_CODE_NOT_SUPPORTED`); a handler that panics answers `SYSTEM_ERROR`.
