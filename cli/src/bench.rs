@@ -224,7 +224,8 @@ async fn ensure_topic(admin: &AdminClient, common: &Common) -> Result<()> {
     }
     for (_, _, addr) in &brokers {
         admin
-            .create_topic(addr, &TopicConfig::new(common.topic.clone(), common.queues))
+            .sdk()
+            .create_topic_on(addr, &TopicConfig::new(common.topic.clone(), common.queues))
             .await?;
     }
     for _ in 0..150 {
@@ -453,12 +454,9 @@ async fn consume(admin: &AdminClient, args: &ConsumeBenchArgs) -> Result<Report>
         filled?;
     }
     // The backlog: every queue from its min to its current max offset.
-    let route = admin.require_route(&topic).await?;
-    let mut ranges = backlog(admin, &route, &topic).await?;
-    let mut total: u64 = ranges
-        .iter()
-        .map(|(_, min, max)| u64::try_from(max - min).unwrap_or(0))
-        .sum();
+    admin.require_route(&topic).await?;
+    let mut ranges = backlog(admin, &topic).await?;
+    let mut total = backlog_len(&ranges);
     // The backlog is read from the queues' max offsets, which trail the CommitLog until the
     // broker has dispatched every filled message; wait (up to 30 s) for them to settle.
     for _ in 0..300 {
@@ -466,11 +464,8 @@ async fn consume(admin: &AdminClient, args: &ConsumeBenchArgs) -> Result<Report>
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        ranges = backlog(admin, &route, &topic).await?;
-        total = ranges
-            .iter()
-            .map(|(_, min, max)| u64::try_from(max - min).unwrap_or(0))
-            .sum();
+        ranges = backlog(admin, &topic).await?;
+        total = backlog_len(&ranges);
     }
     if total == 0 {
         bail!("topic {topic} is empty: fill it first (`tern bench consume --fill 200000`)");
@@ -526,24 +521,22 @@ async fn consume(admin: &AdminClient, args: &ConsumeBenchArgs) -> Result<Report>
 }
 
 /// Every queue of `topic` with messages: (queue, min offset, max offset).
-async fn backlog(
-    admin: &AdminClient,
-    route: &tern_common::route::TopicRouteData,
-    topic: &str,
-) -> Result<Vec<(MessageQueue, i64, i64)>> {
-    let mut ranges = Vec::new();
-    for b in &route.broker_datas {
-        let Some(addr) = b.master_addr() else {
-            continue;
-        };
-        let stats = admin.topic_stats(addr, topic).await?;
-        for (mq, off) in stats.offset_table.iter() {
-            if off.max_offset > off.min_offset {
-                ranges.push((mq.clone(), off.min_offset, off.max_offset));
-            }
-        }
-    }
-    Ok(ranges)
+async fn backlog(admin: &AdminClient, topic: &str) -> Result<Vec<(MessageQueue, i64, i64)>> {
+    let stats = admin.sdk().topic_stats(topic).await?;
+    Ok(stats
+        .offset_table
+        .iter()
+        .filter(|(_, off)| off.max_offset > off.min_offset)
+        .map(|(mq, off)| (mq.clone(), off.min_offset, off.max_offset))
+        .collect())
+}
+
+/// How many messages the ranges of [`backlog`] hold.
+fn backlog_len(ranges: &[(MessageQueue, i64, i64)]) -> u64 {
+    ranges
+        .iter()
+        .map(|(_, min, max)| u64::try_from(max - min).unwrap_or(0))
+        .sum()
 }
 
 /// Pulls `mq` from `min` until `max`; returns the number of messages read. Bounded: every

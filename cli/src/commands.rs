@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use tern_common::route::{perm, TopicConfig, TopicFilterType, TopicRouteData};
 
-use crate::admin::AdminClient;
+use crate::admin::{describe_client_error, AdminClient};
 use crate::output::{format_ms, print_json, Table};
 use crate::time_arg::{now_ms, parse_time_ms};
 
@@ -139,7 +139,7 @@ struct BrokerRow {
 pub(crate) async fn cluster(admin: &AdminClient, cmd: ClusterCmd, json: bool) -> Result<()> {
     match cmd {
         ClusterCmd::List => {
-            let info = admin.cluster_info().await?;
+            let info = admin.sdk().cluster_info().await?;
             let mut rows = Vec::new();
             for (cluster, names) in &info.cluster_addr_table {
                 for name in names {
@@ -216,9 +216,9 @@ pub(crate) async fn topic(admin: &AdminClient, cmd: TopicCmd, json: bool) -> Res
                     .collect(),
             };
             for addr in &targets {
-                admin.delete_topic_in_broker(addr, &topic).await?;
+                admin.sdk().delete_topic_on(addr, &topic).await?;
             }
-            admin.delete_topic_in_namesrv(&topic).await?;
+            admin.sdk().delete_topic_in_namesrv(&topic, None).await?;
             if json {
                 return print_json(&serde_json::json!({"deleted": topic, "brokers": targets}));
             }
@@ -229,12 +229,8 @@ pub(crate) async fn topic(admin: &AdminClient, cmd: TopicCmd, json: bool) -> Res
             Ok(())
         }
         TopicCmd::List { all } => {
-            let list = admin.topic_list().await?;
-            let topics: Vec<&String> = list
-                .topic_list
-                .iter()
-                .filter(|t| all || !is_system_topic(t))
-                .collect();
+            let list = admin.sdk().topic_list().await?;
+            let topics: Vec<&String> = list.iter().filter(|t| all || !is_system_topic(t)).collect();
             if json {
                 return print_json(&topics);
             }
@@ -258,7 +254,7 @@ pub(crate) async fn topic(admin: &AdminClient, cmd: TopicCmd, json: bool) -> Res
                 let Some(addr) = broker.master_addr() else {
                     continue;
                 };
-                let stats = admin.topic_stats(addr, &topic).await?;
+                let stats = admin.sdk().topic_stats_on(addr, &topic).await?;
                 for (mq, off) in stats.offset_table.iter() {
                     rows.push(QueueStatsRow {
                         broker_name: mq.broker_name.clone(),
@@ -400,7 +396,7 @@ async fn write_topic(
         {
             bail!("queue counts must be between 1 and 1024");
         }
-        admin.create_topic(&addr, &config).await?;
+        admin.sdk().create_topic_on(&addr, &config).await?;
         written.push(serde_json::json!({
             "broker": addr,
             "readQueueNums": config.read_queue_nums,
@@ -443,7 +439,7 @@ pub(crate) async fn consumer(admin: &AdminClient, cmd: ConsumerCmd, json: bool) 
         ConsumerCmd::List { all } => {
             let mut groups = std::collections::BTreeSet::new();
             for (_, _, addr) in admin.master_brokers(None).await? {
-                groups.extend(admin.subscription_groups(&addr).await?);
+                groups.extend(admin.sdk().subscription_groups_on(&addr).await?);
             }
             let groups: Vec<String> = groups
                 .into_iter()
@@ -463,7 +459,11 @@ pub(crate) async fn consumer(admin: &AdminClient, cmd: ConsumerCmd, json: bool) 
             let mut answered = 0;
             let mut errors = Vec::new();
             for (_, name, addr) in admin.master_brokers(None).await? {
-                match admin.consume_stats(&addr, &group, topic.as_deref()).await {
+                match admin
+                    .sdk()
+                    .consume_stats_on(&addr, &group, topic.as_deref())
+                    .await
+                {
                     Ok(stats) => {
                         answered += 1;
                         tps += stats.consume_tps;
@@ -479,7 +479,7 @@ pub(crate) async fn consumer(admin: &AdminClient, cmd: ConsumerCmd, json: bool) 
                             });
                         }
                     }
-                    Err(err) => errors.push(format!("{name}: {err:#}")),
+                    Err(err) => errors.push(format!("{name}: {}", describe_client_error(&err))),
                 }
             }
             if answered == 0 {
@@ -529,7 +529,7 @@ pub(crate) async fn consumer(admin: &AdminClient, cmd: ConsumerCmd, json: bool) 
             let mut subscriptions = BTreeMap::new();
             let mut model = String::new();
             for (_, _, addr) in admin.master_brokers(None).await? {
-                let Ok(conn) = admin.consumer_connections(&addr, &group).await else {
+                let Ok(conn) = admin.sdk().consumer_connection_on(&addr, &group).await else {
                     continue;
                 };
                 model = conn.message_model.as_str().to_string();
@@ -592,9 +592,12 @@ pub(crate) async fn consumer(admin: &AdminClient, cmd: ConsumerCmd, json: bool) 
                 let Some(addr) = b.master_addr() else {
                     continue;
                 };
-                let body = admin.reset_offset(addr, &group, &topic, ts, force).await?;
-                for (mq, off) in body.offset_table.iter() {
-                    rows.push((mq.broker_name.clone(), mq.queue_id, *off));
+                let offsets = admin
+                    .sdk()
+                    .reset_offset_by_time_on(addr, &group, &topic, ts, force)
+                    .await?;
+                for (mq, off) in offsets {
+                    rows.push((mq.broker_name, mq.queue_id, off));
                 }
             }
             rows.sort();
@@ -656,8 +659,8 @@ pub(crate) async fn broker(admin: &AdminClient, cmd: BrokerCmd, json: bool) -> R
             }
             let mut all = BTreeMap::new();
             for (name, addr) in targets {
-                let kv = admin.runtime_info(&addr).await?;
-                all.insert(format!("{name} ({addr})"), kv.table);
+                let table = admin.sdk().broker_runtime_info(&addr).await?;
+                all.insert(format!("{name} ({addr})"), table);
             }
             if json {
                 return print_json(&all);

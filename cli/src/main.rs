@@ -6,7 +6,8 @@
 //! the routes they return, to the brokers.
 //!
 //! # Layout
-//! - `admin`: one function per admin request (JSON headers and bodies).
+//! - `admin`: the SDK's `Admin` client plus the NameServer check, optional routes, master
+//!   listings and errors in words.
 //! - `commands`: cluster, topic, consumer-group and broker commands.
 //! - `messaging`: `send`, `consume` and message lookup.
 //! - `bench`: `tern bench` (produce, consume, end-to-end, transactional).
@@ -27,7 +28,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::admin::AdminClient;
+use crate::admin::{describe_error, AdminClient, Encoding};
 
 /// Administer, use and benchmark a Tern (or Apache RocketMQ) cluster.
 #[derive(Debug, Parser)]
@@ -50,6 +51,11 @@ pub(crate) struct Cli {
     /// Timeout of each request to a NameServer or broker, in milliseconds.
     #[arg(long, global = true, default_value_t = 5000, value_name = "MS")]
     pub(crate) request_timeout_ms: u64,
+    /// Encoding of admin requests' headers and bodies: `json` (default; understood by Apache
+    /// RocketMQ and Tern) or `msgpack` (Tern only). `send`, `consume`, `message at` and
+    /// `bench` use the SDK's default, MessagePack.
+    #[arg(long, global = true, value_enum, default_value_t = Encoding::Json)]
+    pub(crate) serialize_type: Encoding,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -84,18 +90,25 @@ async fn run(cli: Cli) -> Result<()> {
     let admin = AdminClient::new(
         &cli.namesrv,
         Duration::from_millis(cli.request_timeout_ms.max(1)),
-    )?;
+        cli.serialize_type,
+    )
+    .await?;
+    let result = run_command(&admin, cli.command, cli.json).await;
+    admin.shutdown().await;
+    result
+}
+
+async fn run_command(admin: &AdminClient, command: Command, json: bool) -> Result<()> {
     admin.ensure_namesrv().await?;
-    let json = cli.json;
-    match cli.command {
-        Command::Cluster(cmd) => commands::cluster(&admin, cmd, json).await,
-        Command::Topic(cmd) => commands::topic(&admin, cmd, json).await,
-        Command::Consumer(cmd) => commands::consumer(&admin, cmd, json).await,
-        Command::Broker(cmd) => commands::broker(&admin, cmd, json).await,
-        Command::Message(cmd) => messaging::message(&admin, cmd, json).await,
-        Command::Send(args) => messaging::send(&admin, args, json).await,
-        Command::Consume(args) => messaging::consume(&admin, args, json).await,
-        Command::Bench(cmd) => bench::run(&admin, cmd, json).await,
+    match command {
+        Command::Cluster(cmd) => commands::cluster(admin, cmd, json).await,
+        Command::Topic(cmd) => commands::topic(admin, cmd, json).await,
+        Command::Consumer(cmd) => commands::consumer(admin, cmd, json).await,
+        Command::Broker(cmd) => commands::broker(admin, cmd, json).await,
+        Command::Message(cmd) => messaging::message(admin, cmd, json).await,
+        Command::Send(args) => messaging::send(admin, args, json).await,
+        Command::Consume(args) => messaging::consume(admin, args, json).await,
+        Command::Bench(cmd) => bench::run(admin, cmd, json).await,
     }
 }
 
@@ -120,7 +133,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("tern: error: {err:#}");
+            eprintln!("tern: error: {}", describe_error(&err));
             ExitCode::FAILURE
         }
     }

@@ -7,8 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use tern_client::consumer::PullStatus;
-use tern_client::{ConsumeFrom, Producer, PullConsumer, SendResult};
+use tern_client::{ClientError, ConsumeFrom, Producer, PullConsumer, SendResult};
 use tern_common::message::{decode_offset_msg_id, Message, MessageExt};
+use tern_common::protocol::ResponseCode;
 use tern_common::route::MessageQueue;
 
 use crate::admin::AdminClient;
@@ -386,18 +387,11 @@ pub(crate) async fn message(admin: &AdminClient, cmd: MessageCmd, json: bool) ->
             max,
             preview_bytes,
         } => {
-            let route = admin.require_route(&topic).await?;
-            let mut found = Vec::new();
-            for b in &route.broker_datas {
-                let Some(addr) = b.master_addr() else {
-                    continue;
-                };
-                let msgs = admin.query_message(addr, &topic, &key, max, false).await?;
-                found.extend(
-                    msgs.into_iter()
-                        .filter(|m| m.topic() == topic && m.keys().any(|k| k == key)),
-                );
-            }
+            admin.require_route(&topic).await?;
+            let mut found = admin
+                .sdk()
+                .query_message_by_key(&topic, &key, max, 0, i64::MAX)
+                .await?;
             found.sort_by_key(|m| m.store_timestamp);
             found.truncate(usize::try_from(max.max(0)).unwrap_or(0));
             print_found(&found, json, preview_bytes)
@@ -409,20 +403,20 @@ pub(crate) async fn message(admin: &AdminClient, cmd: MessageCmd, json: bool) ->
         } => {
             let mut found = Vec::new();
             if let Some(topic) = &topic {
-                let route = admin.require_route(topic).await?;
-                for b in &route.broker_datas {
-                    let Some(addr) = b.master_addr() else {
-                        continue;
-                    };
-                    let msgs = admin.query_message(addr, topic, &id, 32, true).await?;
-                    found.extend(msgs.into_iter().filter(|m| m.unique_id() == id));
+                admin.require_route(topic).await?;
+                match admin.sdk().query_message_by_id(topic, &id).await {
+                    Ok(m) => found.push(m),
+                    Err(ClientError::Broker { code, .. })
+                        if code == i32::from(ResponseCode::QueryNotFound) => {}
+                    Err(err) => return Err(err.into()),
                 }
-            }
-            if found.is_empty() {
-                if let Ok((addr, phy)) = decode_offset_msg_id(&id) {
-                    if let Ok(m) = admin.view_message(&addr.to_string(), phy).await {
-                        found.push(m);
-                    }
+            } else if let Ok((addr, phy)) = decode_offset_msg_id(&id) {
+                if let Ok(m) = admin
+                    .sdk()
+                    .view_message_by_offset(&addr.to_string(), phy)
+                    .await
+                {
+                    found.push(m);
                 }
             }
             if found.is_empty() {

@@ -168,27 +168,41 @@ impl Admin {
     /// Creates (or updates) a topic from a full [`TopicConfig`] on every master of `cluster`.
     ///
     /// # Errors
-    /// Unknown cluster; any broker's error.
+    /// Invalid topic name; unknown cluster; any broker's error.
     pub async fn create_topic_with(&self, cluster: &str, config: &TopicConfig) -> Result<()> {
         tern_common::message::validate_topic(&config.topic_name)
             .map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
         for addr in self.cluster_masters(cluster).await? {
-            let req = request(
-                RequestCode::UpdateAndCreateTopic,
-                ext!(
-                    "topic" => config.topic_name,
-                    "defaultTopic" => crate::producer::AUTO_CREATE_TOPIC,
-                    "readQueueNums" => config.read_queue_nums,
-                    "writeQueueNums" => config.write_queue_nums,
-                    "perm" => config.perm,
-                    "topicFilterType" => config.topic_filter_type.as_str(),
-                    "topicSysFlag" => config.topic_sys_flag,
-                    "order" => config.order,
-                ),
-            );
-            self.instance.invoke_ok(&addr, req, self.timeout()).await?;
+            self.create_topic_on(&addr, config).await?;
         }
         Ok(())
+    }
+
+    /// Creates (or updates) a topic on the one broker at `broker_addr`
+    /// (UPDATE_AND_CREATE_TOPIC, as `mqadmin updateTopic -b`).
+    ///
+    /// # Errors
+    /// Invalid topic name; transport errors; the broker's error code.
+    pub async fn create_topic_on(&self, broker_addr: &str, config: &TopicConfig) -> Result<()> {
+        tern_common::message::validate_topic(&config.topic_name)
+            .map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
+        let req = request(
+            RequestCode::UpdateAndCreateTopic,
+            ext!(
+                "topic" => config.topic_name,
+                "defaultTopic" => crate::producer::AUTO_CREATE_TOPIC,
+                "readQueueNums" => config.read_queue_nums,
+                "writeQueueNums" => config.write_queue_nums,
+                "perm" => config.perm,
+                "topicFilterType" => config.topic_filter_type.as_str(),
+                "topicSysFlag" => config.topic_sys_flag,
+                "order" => config.order,
+            ),
+        );
+        self.instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await
+            .map(|_| ())
     }
 
     /// Deletes `topic` from every master of `cluster`, then from the NameServers.
@@ -197,14 +211,35 @@ impl Admin {
     /// Unknown cluster; any broker's or NameServer's error.
     pub async fn delete_topic(&self, cluster: &str, topic: &str) -> Result<()> {
         for addr in self.cluster_masters(cluster).await? {
-            let req = request(RequestCode::DeleteTopicInBroker, ext!("topic" => topic));
-            self.instance.invoke_ok(&addr, req, self.timeout()).await?;
+            self.delete_topic_on(&addr, topic).await?;
         }
+        self.delete_topic_in_namesrv(topic, Some(cluster)).await
+    }
+
+    /// Deletes `topic` from the one broker at `broker_addr` (DELETE_TOPIC_IN_BROKER).
+    ///
+    /// # Errors
+    /// Transport errors; the broker's error code.
+    pub async fn delete_topic_on(&self, broker_addr: &str, topic: &str) -> Result<()> {
+        let req = request(RequestCode::DeleteTopicInBroker, ext!("topic" => topic));
+        self.instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes `topic`'s route from every NameServer (DELETE_TOPIC_IN_NAMESRV), only for
+    /// `cluster`'s brokers when given; every NameServer must succeed.
+    ///
+    /// # Errors
+    /// Transport errors; the first NameServer's error code.
+    pub async fn delete_topic_in_namesrv(&self, topic: &str, cluster: Option<&str>) -> Result<()> {
         for ns in &self.instance.config.namesrv_addrs {
-            let req = request(
-                RequestCode::DeleteTopicInNamesrv,
-                ext!("topic" => topic, "clusterName" => cluster),
-            );
+            let mut fields = ext!("topic" => topic);
+            if let Some(c) = cluster {
+                fields.insert("clusterName".into(), c.to_string());
+            }
+            let req = request(RequestCode::DeleteTopicInNamesrv, fields);
             self.instance.invoke_ok(ns, req, self.timeout()).await?;
         }
         Ok(())
@@ -228,13 +263,25 @@ impl Admin {
     pub async fn topic_stats(&self, topic: &str) -> Result<TopicStatsTable> {
         let mut merged = TopicStatsTable::default();
         for addr in self.topic_masters(topic).await? {
-            let req = request(RequestCode::GetTopicStatsInfo, ext!("topic" => topic));
-            let response = self.instance.invoke_ok(&addr, req, self.timeout()).await?;
-            let table: TopicStatsTable = decode_response(&response)?;
+            let table = self.topic_stats_on(&addr, topic).await?;
             merged.offset_table.0.extend(table.offset_table.0);
             merged.topic_put_tps += table.topic_put_tps;
         }
         Ok(merged)
+    }
+
+    /// Min/max offsets of `topic`'s queues on the one broker at `broker_addr`
+    /// (GET_TOPIC_STATS_INFO).
+    ///
+    /// # Errors
+    /// Transport errors; the broker's error code (TOPIC_NOT_EXIST, 17); undecodable body.
+    pub async fn topic_stats_on(&self, broker_addr: &str, topic: &str) -> Result<TopicStatsTable> {
+        let req = request(RequestCode::GetTopicStatsInfo, ext!("topic" => topic));
+        let response = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        decode_response(&response)
     }
 
     /// A group's offsets per queue (GET_CONSUME_STATS) of `topic`, or of every topic the
@@ -247,17 +294,34 @@ impl Admin {
             topic.map_or_else(|| tern_common::message::retry_topic(group), str::to_string);
         let mut merged = ConsumeStats::default();
         for addr in self.topic_masters(&route_topic).await? {
-            let mut fields = ext!("consumerGroup" => group);
-            if let Some(t) = topic {
-                fields.insert("topic".into(), t.to_string());
-            }
-            let req = request(RequestCode::GetConsumeStats, fields);
-            let response = self.instance.invoke_ok(&addr, req, self.timeout()).await?;
-            let stats: ConsumeStats = decode_response(&response)?;
+            let stats = self.consume_stats_on(&addr, group, topic).await?;
             merged.offset_table.0.extend(stats.offset_table.0);
             merged.consume_tps += stats.consume_tps;
         }
         Ok(merged)
+    }
+
+    /// A group's offsets per queue on the one broker at `broker_addr` (GET_CONSUME_STATS), of
+    /// `topic` or of every topic the group consumes there.
+    ///
+    /// # Errors
+    /// Transport errors; the broker's error code; undecodable body.
+    pub async fn consume_stats_on(
+        &self,
+        broker_addr: &str,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<ConsumeStats> {
+        let mut fields = ext!("consumerGroup" => group);
+        if let Some(t) = topic {
+            fields.insert("topic".into(), t.to_string());
+        }
+        let req = request(RequestCode::GetConsumeStats, fields);
+        let response = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        decode_response(&response)
     }
 
     /// A group's progress on `topic` per queue, with the lag, sorted by queue.
@@ -292,18 +356,60 @@ impl Admin {
             .topic_masters(&tern_common::message::retry_topic(group))
             .await?
         {
-            let req = request(
-                RequestCode::GetConsumerConnectionList,
-                ext!("consumerGroup" => group),
-            );
-            match self.instance.invoke_ok(&addr, req, self.timeout()).await {
-                Ok(response) => return decode_response(&response),
+            match self.consumer_connection_on(&addr, group).await {
+                Ok(connection) => return Ok(connection),
                 Err(err) => last = Some(err),
             }
         }
         Err(last.unwrap_or_else(|| ClientError::NoRoute {
             topic: group.to_string(),
         }))
+    }
+
+    /// The connections of a consumer group to the one broker at `broker_addr`
+    /// (GET_CONSUMER_CONNECTION_LIST).
+    ///
+    /// # Errors
+    /// Transport errors; CONSUMER_NOT_ONLINE (206) when no consumer of the group is connected
+    /// there; undecodable body.
+    pub async fn consumer_connection_on(
+        &self,
+        broker_addr: &str,
+        group: &str,
+    ) -> Result<ConsumerConnection> {
+        let req = request(
+            RequestCode::GetConsumerConnectionList,
+            ext!("consumerGroup" => group),
+        );
+        let response = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        decode_response(&response)
+    }
+
+    /// The names of the subscription groups the broker at `broker_addr` knows
+    /// (GET_ALL_SUBSCRIPTIONGROUP_CONFIG, the keys of its `subscriptionGroupTable`), sorted.
+    ///
+    /// # Errors
+    /// Transport errors; the broker's error code; undecodable body.
+    pub async fn subscription_groups_on(&self, broker_addr: &str) -> Result<Vec<String>> {
+        let req = request(
+            RequestCode::GetAllSubscriptiongroupConfig,
+            Default::default(),
+        );
+        let response = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        let value: serde_json::Value = decode_response(&response)?;
+        let mut groups: Vec<String> = value
+            .get("subscriptionGroupTable")
+            .and_then(serde_json::Value::as_object)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        groups.sort();
+        Ok(groups)
     }
 
     /// Messages of `topic` whose KEYS contain `key`, stored between `begin_ms` and `end_ms`
@@ -371,16 +477,8 @@ impl Admin {
             // A UNIQ_KEY also decodes as an offset id; only trust it when it names a broker.
             if self.instance.all_broker_addrs(false).contains(&addr) || self.is_broker(&addr).await
             {
-                let req = request(
-                    RequestCode::ViewMessageById,
-                    ext!("offset" => offset, "topic" => topic),
-                );
-                if let Ok(response) = self.instance.invoke_ok(&addr, req, self.timeout()).await {
-                    if let Ok(mut msgs) = decode_messages(&response.body) {
-                        if !msgs.is_empty() {
-                            return Ok(msgs.swap_remove(0));
-                        }
-                    }
+                if let Ok(m) = self.view_message_by_offset(&addr, offset).await {
+                    return Ok(m);
                 }
             }
         }
@@ -393,6 +491,36 @@ impl Admin {
                 code: i32::from(ResponseCode::QueryNotFound),
                 remark: format!("no message with id {id}"),
             })
+    }
+
+    /// The record at CommitLog offset `commit_log_offset` of the broker at `broker_addr`
+    /// (VIEW_MESSAGE_BY_ID; both halves of an offset message id, see
+    /// [`decode_offset_msg_id`]).
+    ///
+    /// # Errors
+    /// Transport errors; the broker's error code; [`ClientError::Record`] when the answer holds
+    /// no decodable record.
+    pub async fn view_message_by_offset(
+        &self,
+        broker_addr: &str,
+        commit_log_offset: i64,
+    ) -> Result<MessageExt> {
+        let req = request(
+            RequestCode::ViewMessageById,
+            ext!("offset" => commit_log_offset),
+        );
+        let response = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        let mut msgs =
+            decode_messages(&response.body).map_err(|e| ClientError::Record(e.to_string()))?;
+        if msgs.is_empty() {
+            return Err(ClientError::Record(format!(
+                "{broker_addr} returned no record at offset {commit_log_offset}"
+            )));
+        }
+        Ok(msgs.swap_remove(0))
     }
 
     async fn is_broker(&self, addr: &str) -> bool {
@@ -408,10 +536,7 @@ impl Admin {
     /// # Errors
     /// [`ClientError::Broker`] with PULL_NOT_FOUND (19) if there is none.
     pub async fn view_message(&self, mq: &MessageQueue, queue_offset: i64) -> Result<MessageExt> {
-        let addr = self
-            .instance
-            .find_master_or_refresh(&mq.broker_name, &mq.topic)
-            .await?;
+        let addr = self.master_of(mq).await?;
         let expr = tern_common::message::SubscriptionExpr::all();
         let args = PullArgs {
             group: tern_common::message::TOOLS_CONSUMER_GROUP,
@@ -450,24 +575,47 @@ impl Admin {
     ) -> Result<BTreeMap<MessageQueue, i64>> {
         let mut out = BTreeMap::new();
         for addr in self.topic_masters(topic).await? {
-            let req = request(
-                RequestCode::InvokeBrokerToResetOffset,
-                ext!(
-                    "group" => group,
-                    "topic" => topic,
-                    "timestamp" => timestamp_ms,
-                    "isForce" => force,
-                    "queueId" => -1,
-                    "offset" => -1,
-                ),
+            out.extend(
+                self.reset_offset_by_time_on(&addr, group, topic, timestamp_ms, force)
+                    .await?,
             );
-            let response = self.instance.invoke_ok(&addr, req, self.timeout()).await?;
-            if !response.body.is_empty() {
-                let body: ResetOffsetBody = decode_response(&response)?;
-                out.extend(body.offset_table.0);
-            }
         }
         Ok(out)
+    }
+
+    /// [`reset_offset_by_time`](Self::reset_offset_by_time) on the one broker at
+    /// `broker_addr`; returns the new offset of each of its queues.
+    ///
+    /// # Errors
+    /// Transport errors; the broker's error code; undecodable body.
+    pub async fn reset_offset_by_time_on(
+        &self,
+        broker_addr: &str,
+        group: &str,
+        topic: &str,
+        timestamp_ms: i64,
+        force: bool,
+    ) -> Result<BTreeMap<MessageQueue, i64>> {
+        let req = request(
+            RequestCode::InvokeBrokerToResetOffset,
+            ext!(
+                "group" => group,
+                "topic" => topic,
+                "timestamp" => timestamp_ms,
+                "isForce" => force,
+                "queueId" => -1,
+                "offset" => -1,
+            ),
+        );
+        let response = self
+            .instance
+            .invoke_ok(broker_addr, req, self.timeout())
+            .await?;
+        if response.body.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let body: ResetOffsetBody = decode_response(&response)?;
+        Ok(body.offset_table.0.into_iter().collect())
     }
 
     /// A broker's runtime statistics (GET_BROKER_RUNTIME_INFO) as a string table.
@@ -489,10 +637,7 @@ impl Admin {
     /// # Errors
     /// Unknown broker; the broker's error.
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self
-            .instance
-            .find_master_or_refresh(&mq.broker_name, &mq.topic)
-            .await?;
+        let addr = self.master_of(mq).await?;
         api::queue_offset(&self.instance, &addr, mq, false).await
     }
 
@@ -501,10 +646,7 @@ impl Admin {
     /// # Errors
     /// Unknown broker; the broker's error.
     pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self
-            .instance
-            .find_master_or_refresh(&mq.broker_name, &mq.topic)
-            .await?;
+        let addr = self.master_of(mq).await?;
         api::queue_offset(&self.instance, &addr, mq, true).await
     }
 
@@ -513,11 +655,15 @@ impl Admin {
     /// # Errors
     /// Unknown broker; the broker's error.
     pub async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> Result<i64> {
-        let addr = self
-            .instance
-            .find_master_or_refresh(&mq.broker_name, &mq.topic)
-            .await?;
+        let addr = self.master_of(mq).await?;
         api::search_offset(&self.instance, &addr, mq, timestamp_ms).await
+    }
+
+    /// The master address of `mq`'s broker, refreshing the topic's route when unknown.
+    async fn master_of(&self, mq: &MessageQueue) -> Result<String> {
+        self.instance
+            .find_master_or_refresh(&mq.broker_name, &mq.topic)
+            .await
     }
 
     /// Sends a raw request to `addr` and returns the raw response (for tools).
