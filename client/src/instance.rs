@@ -25,9 +25,7 @@ use serde::Serialize;
 use tern_common::protocol::body::{
     decode_body, encode_body, ConsumerData, HeartbeatData, ProducerData, ResetOffsetBody,
 };
-use tern_common::protocol::{
-    CommandHeader, ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType,
-};
+use tern_common::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tern_common::remoting::{ClientRequestHandler, RemotingClient};
 use tern_common::route::{MessageQueue, TopicRouteData};
 use tokio::task::JoinHandle;
@@ -67,36 +65,27 @@ pub trait TransactionCheckHook: Send + Sync + 'static {
     ) -> BoxFuture<'static, ()>;
 }
 
-/// Builds a request's ext fields from `(key, value)` pairs (values rendered with `Display`).
+/// Builds a request's ext fields from `(key, value)` pairs (values rendered with `Display`),
+/// sized for the pairs given plus two so that a caller adding an optional field or two does
+/// not rehash.
 macro_rules! ext {
+    (@one $key:expr) => { () };
     ($($key:expr => $value:expr),* $(,)?) => {{
         #[allow(unused_mut)]
-        let mut ext = ::tern_common::protocol::ExtFields::new();
+        let mut ext = ::tern_common::protocol::ExtFields::with_capacity(
+            <[()]>::len(&[$(ext!(@one $key)),*]) + 2,
+        );
         $( ext.insert(($key).to_string(), ($value).to_string()); )*
         ext
     }};
 }
 pub(crate) use ext;
 
-/// A header given as raw ext fields, for requests whose fields the SDK writes itself.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RawHeader(pub(crate) ExtFields);
-
-impl CommandHeader for RawHeader {
-    fn encode_ext(&self, ext: &mut ExtFields) {
-        ext.extend(self.0.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-
-    fn decode_ext(
-        ext: &ExtFields,
-    ) -> std::result::Result<Self, tern_common::protocol::HeaderError> {
-        Ok(RawHeader(ext.clone()))
-    }
-}
-
-/// A request with `code` and the given ext fields.
+/// A request with `code` and the given ext fields (moved in, not copied).
 pub(crate) fn request(code: RequestCode, ext: ExtFields) -> RemotingCommand {
-    RemotingCommand::request(code, &RawHeader(ext))
+    let mut command = RemotingCommand::request_empty(code);
+    command.ext_fields = ext;
+    command
 }
 
 /// Reads a required numeric ext field of a response.
@@ -112,12 +101,29 @@ pub(crate) fn ext_i64(cmd: &RemotingCommand, field: &'static str) -> Result<i64>
     })
 }
 
+/// A cached route and the writable queues derived from it, computed once per route update so
+/// that a send does not clone the route or rebuild the queue list.
+struct CachedRoute {
+    route: TopicRouteData,
+    publish_queues: Arc<[MessageQueue]>,
+}
+
+impl CachedRoute {
+    fn new(topic: &str, route: TopicRouteData) -> Self {
+        let publish_queues = route.publish_queues(topic).into();
+        CachedRoute {
+            route,
+            publish_queues,
+        }
+    }
+}
+
 /// The shared per-client state; see the module doc.
 pub(crate) struct ClientInstance {
     pub(crate) config: ClientConfig,
     pub(crate) client_id: String,
     remoting: RemotingClient,
-    routes: RwLock<HashMap<String, TopicRouteData>>,
+    routes: RwLock<HashMap<String, CachedRoute>>,
     /// Broker name → (broker id → address), merged from every route seen.
     broker_addrs: RwLock<HashMap<String, BTreeMap<i64, String>>>,
     producer_groups: Mutex<BTreeSet<String>>,
@@ -368,7 +374,8 @@ impl ClientInstance {
                         addrs.insert(bd.broker_name.clone(), bd.broker_addrs.clone());
                     }
                 }
-                self.routes.write().insert(topic.to_string(), route.clone());
+                let cached = CachedRoute::new(topic, route.clone());
+                self.routes.write().insert(topic.to_string(), cached);
                 Ok(Some(route))
             }
             None => {
@@ -383,8 +390,8 @@ impl ClientInstance {
     /// # Errors
     /// [`ClientError::NoRoute`] if the NameServer has none; transport errors.
     pub(crate) async fn route(&self, topic: &str) -> Result<TopicRouteData> {
-        if let Some(route) = self.routes.read().get(topic) {
-            return Ok(route.clone());
+        if let Some(cached) = self.routes.read().get(topic) {
+            return Ok(cached.route.clone());
         }
         self.update_route(topic)
             .await?
@@ -393,9 +400,13 @@ impl ClientInstance {
             })
     }
 
-    /// The cached route of `topic` without a fetch.
-    pub(crate) fn cached_route(&self, topic: &str) -> Option<TopicRouteData> {
-        self.routes.read().get(topic).cloned()
+    /// The writable queues of `topic`'s cached route (sorted, masters only, as
+    /// [`TopicRouteData::publish_queues`]), without a fetch; shared, not copied.
+    pub(crate) fn cached_publish_queues(&self, topic: &str) -> Option<Arc<[MessageQueue]>> {
+        self.routes
+            .read()
+            .get(topic)
+            .map(|c| Arc::clone(&c.publish_queues))
     }
 
     /// Remembers `route` for `topic` (used for the TBW102 fallback of producers).
@@ -406,7 +417,8 @@ impl ClientInstance {
                 addrs.insert(bd.broker_name.clone(), bd.broker_addrs.clone());
             }
         }
-        self.routes.write().insert(topic.to_string(), route);
+        let cached = CachedRoute::new(topic, route);
+        self.routes.write().insert(topic.to_string(), cached);
     }
 
     /// The master address of `broker_name` from the known routes.

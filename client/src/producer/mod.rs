@@ -283,9 +283,7 @@ impl Producer {
         inner.validate(&msg)?;
         let queues = inner.publish_queues(&msg.topic).await?;
         let mq = inner.select_queue(&queues, None)?;
-        let (addr, req) = inner
-            .build_send(&msg, &mq, &SendOptions::default(), &queues)
-            .await?;
+        let (addr, req, _) = inner.build_send(&msg, &mq, &SendOptions::default()).await?;
         inner.instance.invoke_oneway(&addr, req).await
     }
 
@@ -337,7 +335,7 @@ impl Producer {
     /// # Errors
     /// [`ClientError::NoRoute`] when neither the topic nor TBW102 has a route.
     pub async fn fetch_publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
-        self.inner.publish_queues(topic).await
+        Ok(self.inner.publish_queues(topic).await?.to_vec())
     }
 
     /// Unregisters the producer group from the brokers and stops the client instance.
@@ -394,23 +392,26 @@ impl ProducerInner {
     }
 
     /// The writable queues of `topic`, falling back to TBW102's route (clamped to
-    /// `default_topic_queue_nums` per broker) when the topic has none.
-    pub(crate) async fn publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
-        let route = match self.instance.cached_route(topic) {
-            Some(route) => route,
-            None => {
-                let route = match self.instance.update_route(topic).await? {
-                    Some(route) => route,
-                    None => self.fallback_route(topic).await?,
-                };
-                // New brokers should learn this producer group soon (transaction
-                // check-backs need a producer channel); do not delay the send for it.
-                let instance = self.instance.clone();
-                tokio::spawn(async move { instance.heartbeat_if_brokers_changed().await });
-                route
+    /// `default_topic_queue_nums` per broker) when the topic has none. A cached route's
+    /// queues are shared, not rebuilt, so the common case costs one map lookup.
+    pub(crate) async fn publish_queues(&self, topic: &str) -> Result<Arc<[MessageQueue]>> {
+        if let Some(queues) = self.instance.cached_publish_queues(topic) {
+            if !queues.is_empty() {
+                return Ok(queues);
             }
+            return Err(ClientError::NoRoute {
+                topic: topic.to_string(),
+            });
+        }
+        let route = match self.instance.update_route(topic).await? {
+            Some(route) => route,
+            None => self.fallback_route(topic).await?,
         };
-        let queues = route.publish_queues(topic);
+        // New brokers should learn this producer group soon (transaction check-backs need a
+        // producer channel); do not delay the send for it.
+        let instance = self.instance.clone();
+        tokio::spawn(async move { instance.heartbeat_if_brokers_changed().await });
+        let queues: Arc<[MessageQueue]> = route.publish_queues(topic).into();
         if queues.is_empty() {
             return Err(ClientError::NoRoute {
                 topic: topic.to_string(),
@@ -448,8 +449,12 @@ impl ProducerInner {
         let start = self.next_queue.fetch_add(1, Ordering::Relaxed);
         let isolated = {
             let mut failed = self.failed_brokers.lock();
-            failed.retain(|_, at| at.elapsed() < self.fault_isolation);
-            failed.keys().cloned().collect::<Vec<_>>()
+            if failed.is_empty() {
+                Vec::new()
+            } else {
+                failed.retain(|_, at| at.elapsed() < self.fault_isolation);
+                failed.keys().cloned().collect::<Vec<_>>()
+            }
         };
         choose_queue(queues, start, last_failed, &isolated).ok_or_else(|| ClientError::NoRoute {
             topic: String::new(),
@@ -505,31 +510,24 @@ impl ProducerInner {
         mq: &MessageQueue,
         opts: &SendOptions,
     ) -> Result<SendResult> {
-        let (addr, req) = self.build_send(msg, mq, opts, &[]).await?;
-        let uniq = req_uniq_key(msg, &req);
+        let (addr, req, uniq) = self.build_send(msg, mq, opts).await?;
         let response = self.instance.invoke(&addr, req, self.send_timeout).await?;
         parse_send_response(&addr, &response, mq, uniq)
     }
 
-    /// The master address of `mq` and the SEND_MESSAGE_V2 request for `msg`.
+    /// The master address of `mq`, the SEND_MESSAGE_V2 request for `msg` and the message's
+    /// `UNIQ_KEY` (its own, or the one generated here).
     async fn build_send(
         &self,
         msg: &Message,
         mq: &MessageQueue,
         opts: &SendOptions,
-        _queues: &[MessageQueue],
-    ) -> Result<(String, RemotingCommand)> {
+    ) -> Result<(String, RemotingCommand, String)> {
         let addr = self
             .instance
             .find_master_or_refresh(&mq.broker_name, &msg.topic)
             .await?;
-        let mut properties = msg.properties.clone();
-        properties
-            .entry(property_key::UNIQ_KEY.to_string())
-            .or_insert_with(tern_common::message::new_uniq_id);
-        properties
-            .entry(property_key::WAIT.to_string())
-            .or_insert_with(|| "true".to_string());
+        let (properties, uniq) = send_properties(msg);
         let mut sys_flag = opts.sys_flag;
         let mut body = msg.body.clone();
         if body.len() >= self.compress_threshold {
@@ -547,7 +545,7 @@ impl ProducerInner {
             "f" => sys_flag,
             "g" => now_ms(),
             "h" => msg.flag,
-            "i" => tern_common::message::encode_properties(&properties),
+            "i" => properties,
             "k" => false,
             "m" => false,
             "n" => mq.broker_name,
@@ -559,7 +557,7 @@ impl ProducerInner {
             fields.insert("l".into(), m.to_string());
         }
         let req = request(RequestCode::SendMessageV2, fields).with_body(body);
-        Ok((addr, req))
+        Ok((addr, req, uniq))
     }
 
     async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
@@ -706,18 +704,37 @@ fn choose_queue(
         .cloned()
 }
 
-fn req_uniq_key(msg: &Message, req: &RemotingCommand) -> String {
-    msg.properties
+/// The property string of a single send: `msg`'s properties plus a generated `UNIQ_KEY` and
+/// `WAIT=true` when it has none, and that `UNIQ_KEY`. The added entries go at the end of the
+/// string (the broker reads it as a map, so the order carries no meaning), which spares
+/// copying the message's property map for every send.
+fn send_properties(msg: &Message) -> (String, String) {
+    use tern_common::message::property::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+    let mut text = tern_common::message::encode_properties(&msg.properties);
+    let own_uniq = msg
+        .properties
         .get(property_key::UNIQ_KEY)
-        .cloned()
-        .or_else(|| {
-            req.ext("i").and_then(|p| {
-                tern_common::message::decode_properties(p)
-                    .get(property_key::UNIQ_KEY)
-                    .cloned()
-            })
-        })
-        .unwrap_or_default()
+        .filter(|u| !u.is_empty());
+    let uniq = match own_uniq {
+        Some(uniq) => uniq.clone(),
+        None => {
+            let uniq = tern_common::message::new_uniq_id();
+            // An empty UNIQ_KEY of the message was dropped by the encoder (empty values are
+            // not valid properties), so this is the only one in the string.
+            text.push_str(property_key::UNIQ_KEY);
+            text.push(NAME_VALUE_SEPARATOR);
+            text.push_str(&uniq);
+            text.push(PROPERTY_SEPARATOR);
+            uniq
+        }
+    };
+    if !msg.properties.contains_key(property_key::WAIT) {
+        text.push_str(property_key::WAIT);
+        text.push(NAME_VALUE_SEPARATOR);
+        text.push_str("true");
+        text.push(PROPERTY_SEPARATOR);
+    }
+    (text, uniq)
 }
 
 /// Maps a SEND response to a [`SendResult`] (PROTOCOL.md §2.3 response, §1.8 reactions).
@@ -862,6 +879,42 @@ mod tests {
         assert_eq!(publish, expected);
         // Consumers read from every broker group with read permission.
         assert_eq!(clamped.subscribe_queues("NewTopic").len(), 8);
+    }
+
+    #[test]
+    fn send_properties_add_uniq_key_and_wait_only_when_missing() {
+        use tern_common::message::decode_properties;
+        let plain = Message::new("T", "b").with_tags("TagA");
+        let (text, uniq) = send_properties(&plain);
+        let props = decode_properties(&text);
+        assert_eq!(props.get(property_key::UNIQ_KEY), Some(&uniq));
+        assert_eq!(uniq.len(), 32);
+        assert_eq!(
+            props.get(property_key::WAIT).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            props.get(property_key::TAGS).map(String::as_str),
+            Some("TagA")
+        );
+        // Two sends of one message get different ids.
+        assert_ne!(send_properties(&plain).1, uniq);
+
+        let mut own = Message::new("T", "b");
+        own.set_property(property_key::UNIQ_KEY, "ABC");
+        own.set_property(property_key::WAIT, "false");
+        let (text, uniq) = send_properties(&own);
+        assert_eq!(uniq, "ABC");
+        let props = decode_properties(&text);
+        assert_eq!(props.len(), 2);
+        assert_eq!(
+            props.get(property_key::WAIT).map(String::as_str),
+            Some("false")
+        );
+        assert_eq!(
+            props.get(property_key::UNIQ_KEY).map(String::as_str),
+            Some("ABC")
+        );
     }
 
     #[test]
