@@ -253,11 +253,11 @@ impl CommitLog {
         }
         let base_phy = file.file_from_offset() + file.wrote_position() as i64;
         let now = clock.max(self.last_store_timestamp.load(Ordering::Acquire));
-        let next = table
-            .get(first.topic.as_str())
-            .and_then(|q| q.get(&first.queue_id))
-            .copied()
-            .unwrap_or(0);
+        // One lookup by `&str` (no key allocation); the slot is updated in place below.
+        let slot = table
+            .get_mut(first.topic.as_str())
+            .and_then(|q| q.get_mut(&first.queue_id));
+        let next = slot.as_deref().copied().unwrap_or(0);
         let mut queue_offset = next;
         let mut first_queue_offset = None;
         let mut start = 0usize;
@@ -288,16 +288,14 @@ impl CommitLog {
             Err(e) => return Err(AppendError::WriteFailed(e)),
         }
         if queue_offset != next {
-            match table.get_mut(first.topic.as_str()) {
-                Some(queues) => {
-                    queues.insert(first.queue_id, queue_offset);
-                }
-                // Only the first append to a topic allocates its key.
+            match slot {
+                Some(stored) => *stored = queue_offset,
+                // Only the first append to a (topic, queue) inserts (and allocates) a key.
                 None => {
-                    table.insert(
-                        first.topic.clone(),
-                        HashMap::from([(first.queue_id, queue_offset)]),
-                    );
+                    table
+                        .entry(first.topic.clone())
+                        .or_default()
+                        .insert(first.queue_id, queue_offset);
                 }
             }
         }
