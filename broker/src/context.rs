@@ -14,6 +14,7 @@ use crate::config::BrokerConfig;
 use crate::consumer_offset::ConsumerOffsetTable;
 use crate::lock_manager::QueueLockTable;
 use crate::long_polling::PullRequestHold;
+use crate::metrics::BrokerMetrics;
 use crate::namesrv_registration::NamesrvRegistration;
 use crate::schedule::ScheduleService;
 use crate::stats::BrokerStats;
@@ -47,6 +48,9 @@ pub struct BrokerContext {
     pub remoting_client: RemotingClient,
     /// Counters.
     pub stats: Arc<BrokerStats>,
+    /// Prometheus metrics: fed by the request instrumentation and by long-polling answers,
+    /// served when `metrics_listen` is set.
+    pub metrics: Arc<BrokerMetrics>,
     /// The advertised `broker_ip:bound_port`: STOREHOST of every record, `brokerAddr` of the
     /// registration, and the address inside offset message ids.
     pub store_host: SocketAddr,

@@ -158,6 +158,7 @@ pub async fn run(
         registration: Arc::new(NamesrvRegistration::new()),
         remoting_client: remoting_client.clone(),
         stats: Arc::new(BrokerStats::default()),
+        metrics: Arc::new(metrics::BrokerMetrics::new()),
         store_host,
         transaction: Arc::new(OnceLock::new()),
         schedule: Arc::new(OnceLock::new()),
@@ -195,7 +196,7 @@ pub async fn run(
         max_frame_len: config.max_frame_len,
         ..Default::default()
     };
-    let metrics = Arc::new(metrics::BrokerMetrics::new());
+    let metrics = Arc::clone(&ctx.metrics);
     if let Some(addr) = config.metrics_listen {
         let stop = token.clone();
         let serve = metrics::serve(addr, Arc::clone(&metrics), ctx.clone(), async move {

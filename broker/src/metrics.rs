@@ -5,57 +5,32 @@
 //! Contract: [`Instrumented`] wraps the request dispatcher and records, for every request
 //! answered through it, its code and handling time, and for successful sends and pulls the
 //! messages and bytes per topic. Pulls answered later by long polling are re-executed outside
-//! the dispatcher, so they count in the broker-wide `messages_out` total (read from the
-//! broker's own counters) but not in the per-topic out counters. Everything else (consumer
+//! the dispatcher and count in the per-topic out counters through
+//! [`BrokerMetrics::observe_pull_answer`] (the same recorder). Everything else (consumer
 //! lag, held pulls, store usage, flush progress, check-backs) is read from the broker's
 //! services at each scrape. Label values are bounded: unknown request codes count as
 //! `UNKNOWN`, and at most [`MAX_TOPIC_LABELS`] distinct topics get their own series (the rest
 //! count under `topic="_other"`).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tern_common::metrics::{RequestMetrics, RequestObserver};
 use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode};
-use tern_common::remoting::{Connection, RequestHandler};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
 
 use crate::context::BrokerContext;
 
 /// Most distinct topics with their own per-topic series; further topics share `_other`.
 pub const MAX_TOPIC_LABELS: usize = 10_000;
-/// Most concurrent HTTP connections of the metrics endpoint; more wait to be accepted.
-const MAX_HTTP_CONNECTIONS: usize = 16;
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The OpenMetrics text content type that Prometheus negotiates.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabels {
-    code: String,
-}
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
@@ -70,19 +45,6 @@ struct LagLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
     outcome: String,
-}
-
-type LatencyFamily = Family<CodeLabels, Histogram, fn() -> Histogram>;
-
-fn latency_histogram() -> Histogram {
-    // 10 µs .. ~5 s in 20 doubling buckets.
-    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
-}
-
-fn code_name(code: i32) -> String {
-    RequestCode::try_from(code)
-        .map(|c| c.to_string())
-        .unwrap_or_else(|_| "UNKNOWN".to_string())
 }
 
 /// Raises `counter` to `value` (counters read from another component's atomics).
@@ -101,8 +63,7 @@ fn gauge_i64(g: &Gauge, v: impl TryInto<i64>) {
 #[derive(Debug)]
 pub struct BrokerMetrics {
     registry: Registry,
-    requests: Family<CodeLabels, Counter>,
-    request_duration: LatencyFamily,
+    requests: RequestMetrics,
     messages_in: Family<TopicLabels, Counter>,
     bytes_in: Family<TopicLabels, Counter>,
     messages_out: Family<TopicLabels, Counter>,
@@ -137,18 +98,10 @@ impl BrokerMetrics {
     /// A registry with every broker metric registered (all zero).
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("tern_broker");
-        let requests = Family::<CodeLabels, Counter>::default();
-        r.register(
-            "requests",
-            "Requests handled, by RocketMQ request code",
-            requests.clone(),
-        );
-        let request_duration: LatencyFamily = Family::new_with_constructor(latency_histogram);
-        r.register(
-            "request_duration_seconds",
+        let requests = RequestMetrics::register(
+            &mut r,
             "Time to handle a request by request code (SEND_MESSAGE_V2: send latency incl. any \
              SYNC_FLUSH wait; PULL_MESSAGE: pull latency, up to parking for long polling), seconds",
-            request_duration.clone(),
         );
         let messages_in = Family::<TopicLabels, Counter>::default();
         r.register(
@@ -165,13 +118,13 @@ impl BrokerMetrics {
         let messages_out = Family::<TopicLabels, Counter>::default();
         r.register(
             "topic_messages_out",
-            "Messages returned by pulls answered at once (not after a long-polling hold), per topic",
+            "Messages returned by pulls (including long-polling answers), per topic",
             messages_out.clone(),
         );
         let bytes_out = Family::<TopicLabels, Counter>::default();
         r.register(
             "topic_bytes_out",
-            "Record bytes returned by pulls answered at once, per topic",
+            "Record bytes returned by pulls (including long-polling answers), per topic",
             bytes_out.clone(),
         );
         let messages_put_total = Counter::default();
@@ -273,7 +226,6 @@ impl BrokerMetrics {
         BrokerMetrics {
             registry: r,
             requests,
-            request_duration,
             messages_in,
             bytes_in,
             messages_out,
@@ -323,13 +275,7 @@ impl BrokerMetrics {
         response: Option<&RemotingCommand>,
         elapsed: Duration,
     ) {
-        let labels = CodeLabels {
-            code: code_name(request.code),
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.request_duration
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        self.requests.observe(request.code, elapsed);
         let (Some(response), Some(topic)) = (response, request.topic.as_deref()) else {
             return;
         };
@@ -360,16 +306,24 @@ impl BrokerMetrics {
                         .inc_by(request.body_len as u64);
                 }
             }
-            Ok(RequestCode::PullMessage | RequestCode::LitePullMessage)
-                if response.code == i32::from(ResponseCode::Success) =>
-            {
-                let (count, bytes) = count_records(&response.body);
-                let t = self.topic_labels(topic);
-                self.messages_out.get_or_create(&t).inc_by(count);
-                self.bytes_out.get_or_create(&t).inc_by(bytes);
+            Ok(RequestCode::PullMessage | RequestCode::LitePullMessage) => {
+                self.observe_pull_answer(topic, response);
             }
             _ => {}
         }
+    }
+
+    /// Counts the messages and record bytes of a pull answer for `topic` when it is SUCCESS
+    /// (FOUND). Called for pulls answered through [`Instrumented`] and for long-polling
+    /// answers ([`crate::processor::pull::answer_now`]), which leave the dispatcher.
+    pub fn observe_pull_answer(&self, topic: &str, response: &RemotingCommand) {
+        if response.code != i32::from(ResponseCode::Success) {
+            return;
+        }
+        let (count, bytes) = count_records(&response.body);
+        let t = self.topic_labels(topic);
+        self.messages_out.get_or_create(&t).inc_by(count);
+        self.bytes_out.get_or_create(&t).inc_by(bytes);
     }
 
     /// Reads the scrape-time values from `ctx` and renders every metric as OpenMetrics text.
@@ -438,10 +392,7 @@ impl BrokerMetrics {
             }
         }
         gauge_i64(&self.uptime, self.started.elapsed().as_secs());
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        tern_common::metrics::render(&self.registry)
     }
 }
 
@@ -512,34 +463,26 @@ impl RequestSummary {
     }
 }
 
-/// A [`RequestHandler`] that records every request into [`BrokerMetrics`], then delegates.
-#[derive(Debug)]
-pub struct Instrumented<H> {
-    inner: H,
-    metrics: Arc<BrokerMetrics>,
-}
+impl RequestObserver for BrokerMetrics {
+    type Summary = RequestSummary;
 
-impl<H> Instrumented<H> {
-    /// Wraps `inner`, recording into `metrics`.
-    pub fn new(inner: H, metrics: Arc<BrokerMetrics>) -> Self {
-        Instrumented { inner, metrics }
+    fn summarize(&self, request: &RemotingCommand) -> RequestSummary {
+        RequestSummary::of(request)
+    }
+
+    fn observe(
+        &self,
+        summary: RequestSummary,
+        response: Option<&RemotingCommand>,
+        elapsed: Duration,
+    ) {
+        BrokerMetrics::observe(self, &summary, response, elapsed);
     }
 }
 
-impl<H: RequestHandler> RequestHandler for Instrumented<H> {
-    async fn handle(&self, conn: Connection, request: RemotingCommand) -> Option<RemotingCommand> {
-        let summary = RequestSummary::of(&request);
-        let started = Instant::now();
-        let response = self.inner.handle(conn, request).await;
-        self.metrics
-            .observe(&summary, response.as_ref(), started.elapsed());
-        response
-    }
-
-    fn on_connection_closed(&self, conn: &Connection) {
-        self.inner.on_connection_closed(conn);
-    }
-}
+/// A [`RequestHandler`](tern_common::remoting::RequestHandler) that records every request
+/// into [`BrokerMetrics`], then delegates.
+pub type Instrumented<H> = tern_common::metrics::Instrumented<H, BrokerMetrics>;
 
 /// Binds `addr` and serves `GET /metrics` for `ctx` until `shutdown` resolves. A bind
 /// failure is logged at error level and the broker runs on without metrics.
@@ -549,108 +492,16 @@ pub async fn serve(
     ctx: BrokerContext,
     shutdown: impl Future<Output = ()>,
 ) {
-    let listener = match TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(err) => {
-            tracing::error!(%addr, cause = %err, "cannot bind the metrics listener; metrics are off");
-            return;
-        }
-    };
-    let bound = listener.local_addr().unwrap_or(addr);
-    info!("metrics listening on http://{bound}/metrics");
     let render = move || metrics.render(&ctx);
-    serve_http(listener, Arc::new(render), shutdown).await;
-}
-
-/// The HTTP loop: accepts up to [`MAX_HTTP_CONNECTIONS`] connections at once and answers
-/// `GET /metrics` with `render()`, `GET /` with a pointer to it, other paths 404 and other
-/// methods 405.
-async fn serve_http(
-    listener: TcpListener,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let permits = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = &mut shutdown => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(err) => {
-                    warn!(cause = %err, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let render = Arc::clone(&render);
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let render = Arc::clone(&render);
-                async move { Ok::<_, Infallible>(respond(&req, render.as_ref())) }
-            });
-            let result = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(err) = result {
-                debug!(%peer, cause = %err, "metrics connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-}
-
-fn respond<B>(
-    req: &Request<B>,
-    render: &(dyn Fn() -> String + Send + Sync),
-) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, content_type: &str, body: String| {
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        if let Ok(v) = content_type.parse() {
-            response
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, v);
-        }
-        response
-    };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET only\n".into(),
-        );
-    }
-    match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, CONTENT_TYPE, render()),
-        "/" => reply(
-            StatusCode::OK,
-            "text/plain",
-            "tern-broker: metrics at /metrics\n".into(),
-        ),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-    }
+    tern_common::metrics::serve(addr, "tern-broker", Arc::new(render), shutdown).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn rendered(m: &BrokerMetrics) -> String {
-        let mut out = String::new();
-        encode(&mut out, &m.registry).unwrap();
-        out
+        tern_common::metrics::render(&m.registry)
     }
 
     fn record(size: usize) -> Vec<u8> {
@@ -724,38 +575,5 @@ mod tests {
     fn disk_use_of_the_temp_dir_is_a_ratio() {
         let permille = disk_used_permille(&std::env::temp_dir()).unwrap();
         assert!((0..=1000).contains(&permille), "{permille}");
-    }
-
-    #[tokio::test]
-    async fn http_endpoint_serves_metrics_and_rejects_other_methods() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_http(
-            listener,
-            Arc::new(|| "x_total 1\n# EOF\n".to_string()),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
-        for (req, want) in [
-            ("GET /metrics", "HTTP/1.1 200"),
-            ("POST /metrics", "HTTP/1.1 405"),
-            ("GET /x", "HTTP/1.1 404"),
-        ] {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let text = format!(
-                "{req} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            s.write_all(text.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            assert!(out.starts_with(want), "{req}: {out}");
-        }
-        let _ = stop_tx.send(());
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .unwrap()
-            .unwrap();
     }
 }

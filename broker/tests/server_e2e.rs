@@ -80,6 +80,18 @@ fn start_broker(extra: &[&str]) -> Result<Broker> {
     })
 }
 
+/// The text of `GET /metrics` at `addr` (HTTP/1.1, connection closed by the server).
+async fn scrape_metrics(addr: std::net::SocketAddr) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out)).await??;
+    Ok(out)
+}
+
 fn client() -> RemotingClient {
     RemotingClient::new(ClientConfig {
         connect_timeout: Duration::from_secs(3),
@@ -306,7 +318,8 @@ async fn refusals_answer_their_codes_and_the_connection_keeps_working() -> Resul
 
 #[tokio::test]
 async fn pull_status_codes_and_long_polling() -> Result<()> {
-    let broker = start_broker(&[])?;
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let broker = start_broker(&["--metrics-listen", &metrics_addr.to_string()])?;
     let c = client();
     let addr = broker.addr.clone();
     assert_eq!(send_v1(&c, &addr, "Polled", b"m0").await?.code, 0);
@@ -359,6 +372,13 @@ async fn pull_status_codes_and_long_polling() -> Result<()> {
     let messages = decode_messages(&resp.body)?;
     assert_eq!(messages.len(), 1);
     assert_eq!(&messages[0].message.body[..], b"m1");
+    // The long-polling answer counts in the per-topic out counters (nothing else returned
+    // messages of the topic so far).
+    let scraped = scrape_metrics(metrics_addr).await?;
+    assert!(
+        scraped.contains("tern_broker_topic_messages_out_total{topic=\"Polled\"} 1\n"),
+        "{scraped}"
+    );
 
     // A suspended pull whose hold time passes answers 19.
     let resp = c

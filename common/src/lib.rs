@@ -11,8 +11,11 @@
 //! - [`message`]: `Message`, `MessageExt`, property string, CommitLog record codec, message ids, tag hash.
 //! - [`route`]: `TopicRouteData`, `BrokerData`, `QueueData`, cluster info, topic config, perm bits.
 //! - [`remoting`]: TCP remoting server (connection tasks, server→client requests) and client.
+//! - `metrics` (feature `metrics`): the servers' shared Prometheus HTTP endpoint and request timing.
 
 pub mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod protocol;
 pub mod remoting;
 pub mod route;

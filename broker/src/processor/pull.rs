@@ -60,8 +60,9 @@ pub fn wake(ctx: &BrokerContext, held: HeldPull) {
 
 /// Re-executes a parked pull without suspension and queues its answer (messages, or
 /// PULL_NOT_FOUND / PULL_RETRY_IMMEDIATELY with the next offset) on its connection before
-/// returning. Used by [`wake`] and at shutdown, where every parked pull is answered while its
-/// connection can still carry the answer, so consumers re-pull at once (from another broker
+/// returning, counting its messages in the per-topic metrics. Used by [`wake`] and at
+/// shutdown, where every parked pull is answered while its connection can still carry the
+/// answer, so consumers re-pull at once (from another broker
 /// or after the restart) instead of waiting for their request timeout.
 pub fn answer_now(ctx: &BrokerContext, held: HeldPull) {
     let template = RemotingCommand {
@@ -70,11 +71,15 @@ pub fn answer_now(ctx: &BrokerContext, held: HeldPull) {
         serialize_type: held.request.serialize_type,
         ..Default::default()
     };
+    let topic = held.request.ext("topic").map(str::to_string);
     let response = match process(ctx, &held.conn, held.request, false) {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(err) => error_response(&template, &err),
     };
+    if let Some(topic) = &topic {
+        ctx.metrics.observe_pull_answer(topic, &response);
+    }
     if let Err(err) = held.conn.send_response(response) {
         debug!(conn = held.conn.id(), cause = %err, "held pull answer not delivered");
     }
