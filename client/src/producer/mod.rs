@@ -704,35 +704,53 @@ fn choose_queue(
         .cloned()
 }
 
-/// The property string of a single send: `msg`'s properties plus a generated `UNIQ_KEY` and
-/// `WAIT=true` when it has none, and that `UNIQ_KEY`. The added entries go at the end of the
-/// string (the broker reads it as a map, so the order carries no meaning), which spares
-/// copying the message's property map for every send.
+/// The property string of a single send and its `UNIQ_KEY`: `msg`'s properties plus a
+/// generated `UNIQ_KEY` and `WAIT=true` when it has none (or an invalid one), all in key
+/// order as [`encode_properties`](tern_common::message::encode_properties) writes them, built
+/// without copying the message's property map.
 fn send_properties(msg: &Message) -> (String, String) {
-    use tern_common::message::property::{NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
-    let mut text = tern_common::message::encode_properties(&msg.properties);
+    use tern_common::message::property::{
+        is_valid_property, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR,
+    };
     let own_uniq = msg
         .properties
         .get(property_key::UNIQ_KEY)
-        .filter(|u| !u.is_empty());
-    let uniq = match own_uniq {
-        Some(uniq) => uniq.clone(),
-        None => {
-            let uniq = tern_common::message::new_uniq_id();
-            // An empty UNIQ_KEY of the message was dropped by the encoder (empty values are
-            // not valid properties), so this is the only one in the string.
-            text.push_str(property_key::UNIQ_KEY);
-            text.push(NAME_VALUE_SEPARATOR);
-            text.push_str(&uniq);
-            text.push(PROPERTY_SEPARATOR);
-            uniq
-        }
-    };
+        .filter(|u| is_valid_property(property_key::UNIQ_KEY, u));
+    let uniq = own_uniq
+        .cloned()
+        .unwrap_or_else(tern_common::message::new_uniq_id);
+    // Entries to add, in key order (UNIQ_KEY < WAIT).
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(2);
+    if own_uniq.is_none() {
+        extra.push((property_key::UNIQ_KEY, &uniq));
+    }
     if !msg.properties.contains_key(property_key::WAIT) {
-        text.push_str(property_key::WAIT);
+        extra.push((property_key::WAIT, "true"));
+    }
+    let len: usize = msg
+        .properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .chain(extra.iter().map(|(k, v)| k.len() + v.len() + 2))
+        .sum();
+    let mut text = String::with_capacity(len);
+    let push = |text: &mut String, name: &str, value: &str| {
+        text.push_str(name);
         text.push(NAME_VALUE_SEPARATOR);
-        text.push_str("true");
+        text.push_str(value);
         text.push(PROPERTY_SEPARATOR);
+    };
+    let mut extra = extra.into_iter().peekable();
+    for (name, value) in &msg.properties {
+        while let Some((n, v)) = extra.next_if(|(n, _)| *n < name.as_str()) {
+            push(&mut text, n, v);
+        }
+        if is_valid_property(name, value) {
+            push(&mut text, name, value);
+        }
+    }
+    for (n, v) in extra {
+        push(&mut text, n, v);
     }
     (text, uniq)
 }
@@ -899,6 +917,16 @@ mod tests {
         );
         // Two sends of one message get different ids.
         assert_ne!(send_properties(&plain).1, uniq);
+        // Key order, as the map encoder writes it, with custom names on either side.
+        let mut custom = Message::new("T", "b").with_tags("TagA");
+        custom.set_property("a_lower", "1");
+        custom.set_property("ZED", "2");
+        custom.set_property("EMPTY", "");
+        let (text, uniq) = send_properties(&custom);
+        let mut expected = custom.properties.clone();
+        expected.insert(property_key::UNIQ_KEY.into(), uniq);
+        expected.insert(property_key::WAIT.into(), "true".into());
+        assert_eq!(text, tern_common::message::encode_properties(&expected));
 
         let mut own = Message::new("T", "b");
         own.set_property(property_key::UNIQ_KEY, "ABC");
@@ -907,6 +935,10 @@ mod tests {
         assert_eq!(uniq, "ABC");
         let props = decode_properties(&text);
         assert_eq!(props.len(), 2);
+        assert_eq!(
+            text,
+            tern_common::message::encode_properties(&own.properties)
+        );
         assert_eq!(
             props.get(property_key::WAIT).map(String::as_str),
             Some("false")
