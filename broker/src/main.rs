@@ -4,14 +4,13 @@
 //! flags below. Prints exactly `listening on HOST:PORT` to stdout once the listener is bound
 //! (tests read it), and stops cleanly on SIGINT or SIGTERM.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use tern_broker::config::{BrokerConfig, RawBrokerConfig, EMBEDDED_DEFAULT_TOML};
+use tern_common::runtime;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 /// A RocketMQ-compatible message broker.
 #[derive(Debug, Parser)]
@@ -120,38 +119,9 @@ impl Args {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    info!("shutdown signal received");
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // No colour codes in log files: colours only when stderr is a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    runtime::init_logging("info");
     let args = Args::parse();
     let text = match &args.config {
         Some(path) => std::fs::read_to_string(path)
@@ -165,13 +135,10 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let shutdown = runtime::shutdown_signal().context("installing the signal handlers")?;
     info!("listening on {local}");
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {local}").context("writing to stdout")?;
-        out.flush().context("flushing stdout")?;
-    }
-    tern_broker::run(config, listener, shutdown_signal())
+    runtime::announce_listening(local).context("writing to stdout")?;
+    tern_broker::run(config, listener, shutdown)
         .await
         .context("running the broker")?;
     Ok(())

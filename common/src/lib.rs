@@ -12,6 +12,7 @@
 //! - [`route`]: `TopicRouteData`, `BrokerData`, `QueueData`, cluster info, topic config, perm bits.
 //! - [`remoting`]: TCP remoting server (connection tasks, server→client requests) and client.
 //! - `metrics` (feature `metrics`): the servers' shared Prometheus HTTP endpoint and request timing.
+//! - `runtime` (feature `runtime`): the servers' logging, shutdown signals and `listening on` line.
 
 pub mod message;
 #[cfg(feature = "metrics")]
@@ -19,3 +20,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod remoting;
 pub mod route;
+#[cfg(feature = "runtime")]
+pub mod runtime;

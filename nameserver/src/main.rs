@@ -2,15 +2,14 @@
 //! `--config FILE`, then flags), binds the listener, prints `listening on IP:PORT` to stdout
 //! (and logs it once), and serves until SIGINT or SIGTERM.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tern_common::runtime;
 use tern_nameserver::{NameServerConfig, RawNameServerConfig};
 use tokio::net::TcpListener;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 /// Tern NameServer: the route registry that brokers register with and clients query.
 #[derive(Debug, Parser)]
@@ -54,59 +53,22 @@ fn load_config(args: &Args) -> Result<NameServerConfig> {
     NameServerConfig::try_from(raw).context("invalid configuration")
 }
 
-/// Installs the SIGINT/SIGTERM handlers now (before the `listening on` line, so a signal sent
-/// right after it is never missed) and returns the future that resolves on the first signal.
-#[cfg(unix)]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => info!("received SIGINT, shutting down"),
-            _ = term.recv() => info!("received SIGTERM, shutting down"),
-        }
-    })
-}
-
-/// Returns the future that resolves on Ctrl-C.
-#[cfg(not(unix))]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        info!("received Ctrl-C, shutting down");
-    })
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // No colour codes in log files: colours only when stderr is a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    runtime::init_logging("info");
     let args = Args::parse();
     let config = load_config(&args)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let shutdown = shutdown_signal()?;
+    let shutdown = runtime::shutdown_signal().context("installing the signal handlers")?;
     info!(
         broker_expiry_ms = config.broker_expiry.as_millis() as u64,
         scan_interval_ms = config.scan_interval.as_millis() as u64,
         "nameserver listening on {addr}"
     );
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {addr}").context("writing to stdout")?;
-        out.flush().context("flushing stdout")?;
-    }
+    runtime::announce_listening(addr).context("writing to stdout")?;
     tern_nameserver::run(config, listener, shutdown).await;
     Ok(())
 }
