@@ -23,7 +23,7 @@ use tern_common::remoting::Connection;
 use tern_common::route::{MessageQueue, TopicConfig, TopicFilterType};
 use tracing::{debug, info};
 
-use super::{decode, encode, reject, success, ProcessorResult};
+use super::{decode, encode, reject, success, success_with, ProcessorResult};
 use crate::context::BrokerContext;
 
 fn check_user_topic(ctx: &BrokerContext, topic: &str) -> Result<(), crate::error::ProcessorError> {
@@ -139,8 +139,7 @@ pub async fn handle_get_topic_config(
             format!("No topic in this broker. topic: {}", header.topic),
         )
     })?;
-    let bytes = encode(&request, &config)?;
-    Ok(Some(success(&request).with_body(bytes)))
+    success_with(&request, &config)
 }
 
 /// GET_BROKER_RUNTIME_INFO (28): a KVTable of counters and store figures.
@@ -180,8 +179,7 @@ pub async fn handle_get_broker_runtime_info(
     kv("consumerGroupCount", consumer_groups.to_string());
     kv("clientChannelCount", channels.to_string());
     kv("pullRequestHoldCount", ctx.pull_hold.len().to_string());
-    let bytes = encode(&request, &KVTable { table })?;
-    Ok(Some(success(&request).with_body(bytes)))
+    success_with(&request, &KVTable { table })
 }
 
 /// GET_CONSUME_STATS (208): per queue of the group's topics, broker (max) offset, consumer
@@ -238,14 +236,13 @@ pub async fn handle_get_consume_stats(
             );
         }
     }
-    let bytes = encode(
+    success_with(
         &request,
         &ConsumeStats {
             consume_tps: 0.0,
             offset_table: table,
         },
-    )?;
-    Ok(Some(success(&request).with_body(bytes)))
+    )
 }
 
 /// GET_TOPIC_STATS_INFO (202): min/max offsets per queue, or TOPIC_NOT_EXIST.
@@ -291,14 +288,13 @@ pub async fn handle_get_topic_stats_info(
             },
         );
     }
-    let bytes = encode(
+    success_with(
         &request,
         &TopicStatsTable {
             offset_table: table,
             topic_put_tps: 0.0,
         },
-    )?;
-    Ok(Some(success(&request).with_body(bytes)))
+    )
 }
 
 /// GET_CONSUMER_CONNECTION_LIST (203): the group's connections and subscriptions, or
@@ -338,8 +334,7 @@ pub async fn handle_get_consumer_connection_list(
         message_model: info.message_model,
         subscription_table: info.subscriptions,
     };
-    let bytes = encode(&request, &body)?;
-    Ok(Some(success(&request).with_body(bytes)))
+    success_with(&request, &body)
 }
 
 /// GET_PRODUCER_CONNECTION_LIST (204): the producer group's connections.
@@ -370,8 +365,7 @@ pub async fn handle_get_producer_connection_list(
             })
             .collect(),
     };
-    let bytes = encode(&request, &body)?;
-    Ok(Some(success(&request).with_body(bytes)))
+    success_with(&request, &body)
 }
 
 /// INVOKE_BROKER_TO_RESET_OFFSET (222): computes the group's new offsets (explicit offset, or
@@ -466,8 +460,7 @@ pub async fn handle_reset_offset(
         }
     }
     info!(group = %header.group, topic = %header.topic, timestamp = header.timestamp, "consumer offsets reset");
-    let bytes = encode(&request, &body)?;
-    Ok(Some(success(&request).with_body(bytes)))
+    success_with(&request, &body)
 }
 
 /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP (200): body = SubscriptionGroupConfig.
@@ -500,8 +493,7 @@ pub async fn handle_get_all_subscription_group_config(
     _conn: &Connection,
     request: RemotingCommand,
 ) -> ProcessorResult {
-    let bytes = encode(&request, &ctx.groups.wrapper())?;
-    Ok(Some(success(&request).with_body(bytes)))
+    success_with(&request, &ctx.groups.wrapper())
 }
 
 /// DELETE_SUBSCRIPTIONGROUP (207): removes a group's configuration.

@@ -42,6 +42,14 @@ pub(crate) fn encode<T: Serialize>(
     Ok(encode_body(value, request.serialize_type)?)
 }
 
+/// A SUCCESS response to `request` carrying `body` encoded in the request's serialize type.
+///
+/// # Errors
+/// The body does not encode.
+pub(crate) fn success_with<T: Serialize>(request: &RemotingCommand, body: &T) -> ProcessorResult {
+    Ok(Some(success(request).with_body(encode(request, body)?)))
+}
+
 /// Decodes the request's structured body in its serialize type.
 pub(crate) fn decode<T: DeserializeOwned>(request: &RemotingCommand) -> Result<T, ProcessorError> {
     Ok(decode_body(&request.body, request.serialize_type)?)

@@ -171,3 +171,12 @@ pub(crate) fn restore_retry_topic(mut msg: MessageExt, group: &str) -> MessageEx
     }
     msg
 }
+
+/// Takes every task handle out of `tasks` and waits for each to end (a panicked or cancelled
+/// task counts as ended). The lock is not held while waiting.
+pub(crate) async fn join_tasks(tasks: &parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>) {
+    let handles = std::mem::take(&mut *tasks.lock());
+    for handle in handles {
+        let _ = handle.await;
+    }
+}

@@ -511,10 +511,7 @@ impl PullConsumer {
             return;
         }
         inner.token.cancel();
-        let tasks = std::mem::take(&mut *inner.tasks.lock());
-        for t in tasks {
-            let _ = t.await;
-        }
+        super::join_tasks(&inner.tasks).await;
         let instance = inner.instance.lock().clone();
         if let Some(instance) = instance {
             inner.persist_all(&instance).await;

@@ -489,17 +489,11 @@ impl PushConsumer {
             return;
         }
         inner.token.cancel();
-        let tasks = std::mem::take(&mut *inner.tasks.lock());
-        for t in tasks {
-            let _ = t.await;
-        }
+        super::join_tasks(&inner.tasks).await;
         let entries: Vec<Arc<QueueEntry>> = inner.queues.lock().values().cloned().collect();
         for e in &entries {
             e.cancel.cancel();
-            let tasks = std::mem::take(&mut *e.tasks.lock());
-            for t in tasks {
-                let _ = t.await;
-            }
+            super::join_tasks(&e.tasks).await;
         }
         // Running handlers hold permits; taking every permit waits for them.
         let all = u32::try_from(inner.settings.consume_thread_count).unwrap_or(u32::MAX);
