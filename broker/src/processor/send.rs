@@ -34,7 +34,8 @@ struct Target {
     queue_id: i32,
     /// The queue id reported to the client (the original one for half messages).
     reported_queue_id: i32,
-    properties: BTreeMap<String, String>,
+    /// The property string to store.
+    properties: String,
     sys_flag: i32,
     transaction_id: Option<String>,
 }
@@ -48,7 +49,7 @@ pub async fn handle_send_message(
     conn: &Connection,
     request: RemotingCommand,
 ) -> ProcessorResult {
-    let header = SendMessageRequestHeader::decode_for_code(request.code, &request.ext_fields)?;
+    let mut header = SendMessageRequestHeader::decode_for_code(request.code, &request.ext_fields)?;
     let batch = header.is_batch()
         || request.code == i32::from(tern_common::protocol::RequestCode::SendBatchMessage);
 
@@ -101,7 +102,7 @@ pub async fn handle_send_message(
             ),
         ));
     }
-    let properties_text = header.properties.clone().unwrap_or_default();
+    let properties_text = header.properties.take().unwrap_or_default();
     if properties_text.len() > MAX_PROPERTIES_LEN_BYTES {
         return Err(reject(
             ResponseCode::MessageIllegal,
@@ -112,6 +113,7 @@ pub async fn handle_send_message(
         ));
     }
     if batch {
+        header.properties = Some(properties_text);
         send_batch(ctx, conn, &request, &header, &topic_config, queue_id).await
     } else {
         send_single(
@@ -267,10 +269,70 @@ fn rewrite(
         topic,
         queue_id,
         reported_queue_id,
-        properties,
+        properties: encode_properties(&properties),
         sys_flag,
         transaction_id,
     })
+}
+
+/// Property names whose presence calls for the full rewrite of [`rewrite`]: a delay level,
+/// a transactional flag, timer properties, or a cluster name the broker replaces.
+fn needs_full_rewrite(name: &str) -> bool {
+    name == property_key::DELAY
+        || name == property_key::TRAN_MSG
+        || name == property_key::CLUSTER
+        || name.starts_with("TIMER_")
+}
+
+/// The stored property string of a plain send (no retry topic, delay, transaction or timer)
+/// computed on the string itself: `text` with the broker's `CLUSTER` entry added in key
+/// order. `None` unless the result is byte for byte what decoding `text` into a map, adding
+/// `CLUSTER` and encoding it again ([`rewrite`]) gives: every entry valid, names strictly
+/// increasing (so no repeats), nothing skipped, a `UNIQ_KEY` present (RocketMQ clients always
+/// send one) and none of the names [`needs_full_rewrite`] looks for. The map round trip
+/// costs an allocation per property, which this path avoids for the common send.
+fn plain_send_properties(text: &str, cluster: &str) -> Option<String> {
+    use tern_common::message::property::{
+        is_valid_property, iter_properties, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR,
+    };
+    if !is_valid_property(property_key::CLUSTER, cluster) {
+        return None;
+    }
+    let mut out =
+        String::with_capacity(text.len() + property_key::CLUSTER.len() + cluster.len() + 2);
+    let push = |out: &mut String, name: &str, value: &str| {
+        out.push_str(name);
+        out.push(NAME_VALUE_SEPARATOR);
+        out.push_str(value);
+        out.push(PROPERTY_SEPARATOR);
+    };
+    let mut consumed = 0usize;
+    let mut previous: Option<&str> = None;
+    let mut cluster_written = false;
+    let mut has_uniq = false;
+    for (name, value) in iter_properties(text) {
+        if needs_full_rewrite(name)
+            || !is_valid_property(name, value)
+            || previous.is_some_and(|p| p >= name)
+        {
+            return None;
+        }
+        if !cluster_written && name > property_key::CLUSTER {
+            push(&mut out, property_key::CLUSTER, cluster);
+            cluster_written = true;
+        }
+        has_uniq |= name == property_key::UNIQ_KEY;
+        push(&mut out, name, value);
+        consumed += name.len() + value.len() + 2;
+        previous = Some(name);
+    }
+    if consumed != text.len() || !has_uniq {
+        return None;
+    }
+    if !cluster_written {
+        push(&mut out, property_key::CLUSTER, cluster);
+    }
+    Some(out)
 }
 
 /// Parks a message with delay level `delay_level` (> 0) in `SCHEDULE_TOPIC_XXXX` (PROTOCOL.md
@@ -305,9 +367,32 @@ async fn send_single(
     queue_id: i32,
     properties_text: String,
 ) -> ProcessorResult {
-    let properties = decode_properties(&properties_text);
-    let target = rewrite(ctx, request, header, topic_config, queue_id, properties)?;
-    let properties = encode_properties(&target.properties);
+    let fast = if is_retry_topic(&header.topic) {
+        None
+    } else {
+        plain_send_properties(&properties_text, &ctx.config.broker_cluster_name)
+    };
+    let target = match fast {
+        Some(properties) => {
+            let mut sys_flag = header.sys_flag;
+            if topic_config.topic_filter_type == TopicFilterType::MultiTag {
+                sys_flag |= sys_flag::MULTI_TAGS_FLAG;
+            }
+            Target {
+                topic: header.topic.clone(),
+                queue_id,
+                reported_queue_id: queue_id,
+                properties,
+                sys_flag,
+                transaction_id: None,
+            }
+        }
+        None => {
+            let properties = decode_properties(&properties_text);
+            rewrite(ctx, request, header, topic_config, queue_id, properties)?
+        }
+    };
+    let properties = target.properties;
     if properties.len() > MAX_PROPERTIES_LEN_BYTES {
         return Err(reject(
             ResponseCode::MessageIllegal,
@@ -499,5 +584,63 @@ fn put_response(
             }
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`rewrite`] stores for a plain send: decode, add CLUSTER, encode.
+    fn by_map(text: &str, cluster: &str) -> String {
+        let mut props = decode_properties(text);
+        props.insert(property_key::CLUSTER.into(), cluster.into());
+        encode_properties(&props)
+    }
+
+    #[test]
+    fn plain_send_properties_match_the_map_round_trip() {
+        let cases = [
+            "UNIQ_KEY\u{1}AB\u{2}",
+            "KEYS\u{1}k1 k2\u{2}TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}AB\u{2}WAIT\u{1}true\u{2}",
+            "A\u{1}1\u{2}UNIQ_KEY\u{1}AB\u{2}",
+            "UNIQ_KEY\u{1}AB\u{2}WAIT\u{1}false\u{2}a_lower\u{1}x\u{2}",
+            "BUYER_ID\u{1}b\u{2}CLUSTERX\u{1}c\u{2}UNIQ_KEY\u{1}AB\u{2}",
+        ];
+        for text in cases {
+            let fast = plain_send_properties(text, "DefaultCluster").expect(text);
+            assert_eq!(fast, by_map(text, "DefaultCluster"), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn plain_send_properties_leave_special_or_irregular_strings_to_the_map() {
+        let cases = [
+            // No UNIQ_KEY: the broker must generate one.
+            "TAGS\u{1}TagA\u{2}",
+            // Out of order, repeated, or not terminated.
+            "WAIT\u{1}true\u{2}UNIQ_KEY\u{1}AB\u{2}",
+            "UNIQ_KEY\u{1}AB\u{2}UNIQ_KEY\u{1}CD\u{2}",
+            "UNIQ_KEY\u{1}AB",
+            // An entry the decoder drops.
+            "EMPTY\u{1}\u{2}UNIQ_KEY\u{1}AB\u{2}",
+            // Names that need the full rewrite.
+            "DELAY\u{1}3\u{2}UNIQ_KEY\u{1}AB\u{2}",
+            "TRAN_MSG\u{1}true\u{2}UNIQ_KEY\u{1}AB\u{2}",
+            "TIMER_DELAY_SEC\u{1}5\u{2}UNIQ_KEY\u{1}AB\u{2}",
+            "CLUSTER\u{1}other\u{2}UNIQ_KEY\u{1}AB\u{2}",
+        ];
+        for text in cases {
+            assert_eq!(
+                plain_send_properties(text, "DefaultCluster"),
+                None,
+                "{text:?}"
+            );
+        }
+        // A cluster name that is not a valid property value is left to the map path too.
+        assert_eq!(
+            plain_send_properties("UNIQ_KEY\u{1}AB\u{2}", "a\u{2}b"),
+            None
+        );
     }
 }
