@@ -779,3 +779,170 @@ async fn write_batch(
     }
     out.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reader's inline-or-spawn handling: requests that complete at once are answered by
+    //! the reader, requests that wait move to a task without holding up the connection, and
+    //! the in-flight bound still holds across both.
+
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::net::TcpListener;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::protocol::RequestCode;
+    use crate::remoting::{ClientConfig, RemotingClient, RequestHandler, ServerConfig};
+
+    /// Code 1 waits for `release` before answering; any other code answers at once. Both echo
+    /// the body.
+    struct Gate {
+        release: Notify,
+        waiting: AtomicUsize,
+    }
+
+    const WAITING_CODE: i32 = 1;
+
+    impl RequestHandler for Gate {
+        async fn handle(
+            &self,
+            _conn: Connection,
+            request: RemotingCommand,
+        ) -> Option<RemotingCommand> {
+            if request.code == WAITING_CODE {
+                let released = self.release.notified();
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                released.await;
+            }
+            Some(
+                RemotingCommand::response_to(&request, ResponseCode::Success)
+                    .with_body(request.body),
+            )
+        }
+    }
+
+    async fn start(config: ServerConfig) -> (Arc<Gate>, String, oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let gate = Arc::new(Gate {
+            release: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(crate::remoting::run(
+            listener,
+            Arc::clone(&gate),
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        (gate, addr, stop)
+    }
+
+    fn request(code: i32, body: &'static str) -> RemotingCommand {
+        let mut request = RemotingCommand::request_empty(RequestCode::HeartBeat).with_body(body);
+        request.code = code;
+        request
+    }
+
+    async fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+        for _ in 0..500 {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn waiting_handler_does_not_hold_up_requests_behind_it() {
+        let (gate, addr, stop) = start(ServerConfig::default()).await;
+        let client = RemotingClient::new(ClientConfig::default());
+        let slow = {
+            let client = client.clone();
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                client
+                    .invoke(&addr, request(WAITING_CODE, "slow"), Duration::from_secs(5))
+                    .await
+            })
+        };
+        assert!(wait_until(|| gate.waiting.load(Ordering::SeqCst) == 1).await);
+        // Many quick requests on the same connection are answered while the first waits.
+        for _ in 0..50 {
+            let fast = client
+                .invoke(&addr, request(2, "fast"), Duration::from_secs(5))
+                .await
+                .expect("fast answer");
+            assert_eq!(&fast.body[..], b"fast");
+        }
+        assert!(!slow.is_finished());
+        gate.release.notify_waiters();
+        let slow = slow.await.expect("task").expect("slow answer");
+        assert_eq!(&slow.body[..], b"slow");
+        client.shutdown();
+        let _ = stop.send(());
+    }
+
+    #[tokio::test]
+    async fn in_flight_bound_holds_back_requests_while_a_waiting_handler_runs() {
+        let config = ServerConfig {
+            max_in_flight_per_connection: 1,
+            ..ServerConfig::default()
+        };
+        let (gate, addr, stop) = start(config).await;
+        let client = RemotingClient::new(ClientConfig::default());
+        let slow = {
+            let (client, addr) = (client.clone(), addr.clone());
+            tokio::spawn(async move {
+                client
+                    .invoke(&addr, request(WAITING_CODE, "slow"), Duration::from_secs(5))
+                    .await
+            })
+        };
+        assert!(wait_until(|| gate.waiting.load(Ordering::SeqCst) == 1).await);
+        // The only permit is held by the waiting handler: a quick request is not read yet.
+        let held = client
+            .invoke(&addr, request(2, "fast"), Duration::from_millis(100))
+            .await;
+        assert!(
+            matches!(held, Err(RemotingError::Timeout { .. })),
+            "{held:?}"
+        );
+        gate.release.notify_waiters();
+        slow.await.expect("task").expect("slow answer");
+        let fast = client
+            .invoke(&addr, request(2, "fast"), Duration::from_secs(5))
+            .await
+            .expect("answered once the permit is free");
+        assert_eq!(&fast.body[..], b"fast");
+        client.shutdown();
+        let _ = stop.send(());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_inline_answers_reaches_every_caller() {
+        let (_gate, addr, stop) = start(ServerConfig::default()).await;
+        let client = RemotingClient::new(ClientConfig::default());
+        let calls = (0..2_000u32).map(|i| {
+            let (client, addr) = (client.clone(), addr.clone());
+            tokio::spawn(async move {
+                let body = Bytes::from(i.to_be_bytes().to_vec());
+                let mut req = request(2, "");
+                req.body = body.clone();
+                let response = client.invoke(&addr, req, Duration::from_secs(10)).await;
+                (body, response)
+            })
+        });
+        for call in futures::future::join_all(calls).await {
+            let (body, response) = call.expect("task");
+            assert_eq!(response.expect("answer").body, body);
+        }
+        assert_eq!(client.pending_count(), 0);
+        client.shutdown();
+        let _ = stop.send(());
+    }
+}
