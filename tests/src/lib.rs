@@ -10,6 +10,10 @@
 //! - [`bin_path`]: locates (and builds on first use) a workspace binary.
 //! - [`TernProcess`]: one running server process with its address and log.
 //! - [`start_nameserver`], [`start_broker`]: the two roles with test-friendly defaults.
+//! - [`Cluster`]: one NameServer and one broker in a fresh temporary directory.
+//! - [`wait_for_cluster`], [`create_topic`]: a registered broker's cluster; a routable topic.
+//! - [`read_topic`]: every message of a topic read back from offset 0.
+//! - [`eventually`]: bounded polling.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +23,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use tern_client::consumer::PullStatus;
+use tern_client::{Admin, PullConsumer};
 
 /// How long a process may take to print its `listening on` line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -295,4 +301,122 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// One NameServer and one broker (store in `broker-a` under the same fresh temporary
+/// directory, removed when the value drops).
+#[derive(Debug)]
+pub struct Cluster {
+    /// The temporary directory holding the NameServer's log and the broker's store.
+    pub dir: tempfile::TempDir,
+    /// The broker's store directory (`<dir>/broker-a`).
+    pub store_dir: PathBuf,
+    /// The NameServer.
+    pub namesrv: TernProcess,
+    /// The broker, registered with [`namesrv`](Self::namesrv).
+    pub broker: TernProcess,
+}
+
+impl Cluster {
+    /// Starts a NameServer, then a broker with `broker_args` registered with it.
+    ///
+    /// # Errors
+    /// A process does not start or prints no address.
+    pub fn start(broker_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let namesrv = start_nameserver(dir.path(), &[])?;
+        let store_dir = dir.path().join("broker-a");
+        let broker = start_broker(&namesrv.addr, &store_dir, broker_args)?;
+        Ok(Cluster {
+            dir,
+            store_dir,
+            namesrv,
+            broker,
+        })
+    }
+
+    /// The NameServer's `IP:PORT`.
+    pub fn namesrv_addr(&self) -> String {
+        self.namesrv.addr.clone()
+    }
+}
+
+/// Waits (at most `within`) until a broker has registered with `admin`'s NameServers and
+/// returns the name of its cluster.
+///
+/// # Errors
+/// No broker registered in time.
+pub async fn wait_for_cluster(admin: &Admin, within: Duration) -> Result<String> {
+    eventually("broker registration", within, || {
+        let admin = admin.clone();
+        async move {
+            let info = admin.cluster_info().await.ok()?;
+            info.cluster_addr_table.keys().next().cloned()
+        }
+    })
+    .await
+}
+
+/// Creates `topic` with `queues` read/write queues on the registered broker's cluster of the
+/// NameServer `namesrv` (waiting up to 20 s for the registration) and waits up to 10 s for
+/// the topic's route.
+///
+/// # Errors
+/// No broker registered; the creation failed; no route in time.
+pub async fn create_topic(namesrv: &str, topic: &str, queues: i32) -> Result<()> {
+    let admin = Admin::builder().namesrv_addr(namesrv).build().await?;
+    let cluster = wait_for_cluster(&admin, Duration::from_secs(20)).await?;
+    admin.create_topic(&cluster, topic, queues).await?;
+    eventually("topic route", Duration::from_secs(10), || {
+        let admin = admin.clone();
+        async move { admin.topic_route(topic).await.ok() }
+    })
+    .await?;
+    admin.shutdown().await;
+    Ok(())
+}
+
+/// Reads every queue of `topic` from offset 0 with a pull consumer of `group` and returns each
+/// message's id ([`unique_id`](tern_common::message::MessageExt::unique_id)) with its number of
+/// copies. Bounded: at most 100,000 pulls per queue, each of which advances the offset or
+/// ends the queue.
+///
+/// # Errors
+/// The consumer does not start; the topic has no route; a pull fails.
+pub async fn read_topic(
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+) -> Result<std::collections::HashMap<String, usize>> {
+    let consumer = PullConsumer::builder()
+        .namesrv_addr(namesrv)
+        .group(group)
+        .build()?;
+    consumer.start().await?;
+    let result = async {
+        let mut seen = std::collections::HashMap::new();
+        for mq in consumer.fetch_queues(topic).await? {
+            let mut offset = 0;
+            for _ in 0..100_000 {
+                let r = consumer.pull(&mq, offset, 32).await?;
+                match r.status {
+                    PullStatus::Found => {
+                        for m in &r.messages {
+                            *seen.entry(m.unique_id().to_string()).or_insert(0) += 1;
+                        }
+                    }
+                    PullStatus::OffsetIllegal if r.next_begin_offset > offset => {}
+                    _ => break,
+                }
+                if r.next_begin_offset <= offset {
+                    break;
+                }
+                offset = r.next_begin_offset;
+            }
+        }
+        Ok(seen)
+    }
+    .await;
+    consumer.shutdown().await;
+    result
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use tern_tests::{bin_path, eventually, start_broker, start_nameserver, TernProcess};
+use tern_tests::{bin_path, eventually, Cluster};
 
 /// Longest a single `tern` invocation may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -98,18 +98,11 @@ fn json_lines(text: &str) -> Result<Vec<Value>> {
         .collect()
 }
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    namesrv: TernProcess,
-    broker: TernProcess,
-}
-
+/// A cluster whose broker `tern cluster list` already shows.
 async fn cluster() -> Result<Cluster> {
-    let dir = tempfile::tempdir()?;
-    let namesrv = start_nameserver(dir.path(), &[])?;
-    let broker = start_broker(&namesrv.addr, &dir.path().join("store"), &[])?;
-    let ns = namesrv.addr.clone();
-    let addr = broker.addr.clone();
+    let cluster = Cluster::start(&[])?;
+    let ns = cluster.namesrv_addr();
+    let addr = cluster.broker.addr.clone();
     eventually(
         "the broker in `tern cluster list`",
         Duration::from_secs(30),
@@ -123,11 +116,7 @@ async fn cluster() -> Result<Cluster> {
         },
     )
     .await?;
-    Ok(Cluster {
-        _dir: dir,
-        namesrv,
-        broker,
-    })
+    Ok(cluster)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Result};
-use tern_client::{
-    Admin, ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, Producer, PushConsumer,
-};
+use tern_client::{ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, Producer, PushConsumer};
 use tern_common::message::{Message, MessageExt};
-use tern_tests::{eventually, start_broker, start_nameserver, TernProcess};
+use tern_tests::{create_topic, eventually, Cluster};
+
+/// The broker's delay table: levels 1, 2, 3 are 1 s, 2 s, 3 s.
+const DELAY_LEVELS: [&str; 2] = ["--message-delay-level", "1s 2s 3s"];
 
 /// Largest accepted lateness, including the push consumer's pull round trip.
 const LATE_MAX_MS: i64 = 2_000;
@@ -25,49 +26,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    namesrv: TernProcess,
-    broker: TernProcess,
-}
-
-impl Cluster {
-    fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let namesrv = start_nameserver(dir.path(), &[])?;
-        let broker = start_broker(
-            &namesrv.addr,
-            &dir.path().join("broker-a"),
-            &["--message-delay-level", "1s 2s 3s"],
-        )?;
-        Ok(Cluster {
-            _dir: dir,
-            namesrv,
-            broker,
-        })
-    }
-}
-
-async fn create_topic(namesrv: &str, topic: &str) -> Result<()> {
-    let admin = Admin::builder().namesrv_addr(namesrv).build().await?;
-    let cluster = eventually("broker registration", Duration::from_secs(15), || {
-        let admin = admin.clone();
-        async move {
-            let info = admin.cluster_info().await.ok()?;
-            info.cluster_addr_table.keys().next().cloned()
-        }
-    })
-    .await?;
-    admin.create_topic(&cluster, topic, 1).await?;
-    eventually("topic route", Duration::from_secs(10), || {
-        let admin = admin.clone();
-        async move { admin.topic_route(topic).await.ok() }
-    })
-    .await?;
-    admin.shutdown().await;
-    Ok(())
 }
 
 type Arrivals = Arc<Mutex<HashMap<String, i64>>>;
@@ -114,10 +72,10 @@ async fn wait_arrivals(arrivals: &Arrivals, n: usize, secs: u64) -> Result<HashM
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_levels_and_timers_reach_a_push_consumer_on_time() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.namesrv.addr.clone();
+    let cluster = Cluster::start(&DELAY_LEVELS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "DelayE2e";
-    create_topic(&ns, topic).await?;
+    create_topic(&ns, topic, 1).await?;
     let (consumer, arrivals) = arrival_consumer(&ns, "cg-delay", topic).await?;
     let producer = Producer::builder()
         .namesrv_addr(&ns)
@@ -168,10 +126,10 @@ async fn delay_levels_and_timers_reach_a_push_consumer_on_time() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delay_survives_a_broker_sigkill() -> Result<()> {
-    let mut cluster = Cluster::start()?;
-    let ns = cluster.namesrv.addr.clone();
+    let mut cluster = Cluster::start(&DELAY_LEVELS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "DelayCrash";
-    create_topic(&ns, topic).await?;
+    create_topic(&ns, topic, 1).await?;
     let producer = Producer::builder()
         .namesrv_addr(&ns)
         .group("pg-crash")

@@ -19,7 +19,7 @@ use tern_client::{
 use tern_common::message::{Message, MessageExt};
 use tern_common::protocol::header::GetRouteInfoRequestHeader;
 use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode};
-use tern_tests::{eventually, start_broker, start_nameserver};
+use tern_tests::{eventually, start_broker, start_nameserver, wait_for_cluster};
 
 /// How soon after a restart the route must be back.
 const ROUTE_BACK_WITHIN: Duration = Duration::from_secs(2);
@@ -63,14 +63,7 @@ async fn wait_routes(
 /// Waits for the broker's registration and creates `topic`; returns the admin client.
 async fn admin_with_topic(namesrv: &str, topic: &str) -> Result<Admin> {
     let admin = Admin::builder().namesrv_addr(namesrv).build().await?;
-    let cluster = eventually("broker registration", Duration::from_secs(15), || {
-        let admin = admin.clone();
-        async move {
-            let info = admin.cluster_info().await.ok()?;
-            info.cluster_addr_table.keys().next().cloned()
-        }
-    })
-    .await?;
+    let cluster = wait_for_cluster(&admin, Duration::from_secs(15)).await?;
     admin.create_topic(&cluster, topic, 4).await?;
     wait_routes(&admin, namesrv, &[topic, "TBW102"], Duration::from_secs(10)).await?;
     Ok(admin)

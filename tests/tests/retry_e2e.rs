@@ -14,55 +14,15 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use tern_client::consumer::PullConsumer;
 use tern_client::{
-    Admin, ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, ConsumeOrderlyStatus, Producer,
+    ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, ConsumeOrderlyStatus, Producer,
     PushConsumer,
 };
 use tern_common::message::{Message, MessageExt};
 use tern_common::route::MessageQueue;
-use tern_tests::{eventually, start_broker, start_nameserver, TernProcess};
+use tern_tests::{create_topic, eventually, Cluster};
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    namesrv: TernProcess,
-    _broker: TernProcess,
-}
-
-impl Cluster {
-    fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let namesrv = start_nameserver(dir.path(), &[])?;
-        let broker = start_broker(
-            &namesrv.addr,
-            &dir.path().join("broker-a"),
-            &["--message-delay-level", "1s 1s 1s 2s 3s"],
-        )?;
-        Ok(Cluster {
-            _dir: dir,
-            namesrv,
-            _broker: broker,
-        })
-    }
-}
-
-async fn create_topic(namesrv: &str, topic: &str) -> Result<()> {
-    let admin = Admin::builder().namesrv_addr(namesrv).build().await?;
-    let cluster = eventually("broker registration", Duration::from_secs(15), || {
-        let admin = admin.clone();
-        async move {
-            let info = admin.cluster_info().await.ok()?;
-            info.cluster_addr_table.keys().next().cloned()
-        }
-    })
-    .await?;
-    admin.create_topic(&cluster, topic, 1).await?;
-    eventually("topic route", Duration::from_secs(10), || {
-        let admin = admin.clone();
-        async move { admin.topic_route(topic).await.ok() }
-    })
-    .await?;
-    admin.shutdown().await;
-    Ok(())
-}
+/// The broker's delay table: retry levels 3, 4, 5 are 1 s, 2 s, 3 s.
+const DELAY_LEVELS: [&str; 2] = ["--message-delay-level", "1s 1s 1s 2s 3s"];
 
 async fn producer(namesrv: &str, group: &str) -> Result<Producer> {
     Ok(Producer::builder()
@@ -135,10 +95,10 @@ fn failing_consumer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_message_is_retried_with_growing_delays() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.namesrv.addr.clone();
+    let cluster = Cluster::start(&DELAY_LEVELS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "RetryGrow";
-    create_topic(&ns, topic).await?;
+    create_topic(&ns, topic, 1).await?;
     let (consumer, attempts) = failing_consumer(&ns, "cg-grow", topic, 3, 16)?;
     consumer.start().await?;
     let producer = producer(&ns, "pg-grow").await?;
@@ -176,11 +136,11 @@ async fn a_failed_message_is_retried_with_growing_delays() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_retries_land_in_the_dlq_readable_with_a_pull() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.namesrv.addr.clone();
+    let cluster = Cluster::start(&DELAY_LEVELS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "RetryDlq";
     let group = "cg-dlq";
-    create_topic(&ns, topic).await?;
+    create_topic(&ns, topic, 1).await?;
     // Always fails; at most 2 reconsumptions.
     let (consumer, attempts) = failing_consumer(&ns, group, topic, i32::MAX, 2)?;
     consumer.start().await?;
@@ -231,10 +191,10 @@ async fn exhausted_retries_land_in_the_dlq_readable_with_a_pull() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orderly_consumer_retries_without_breaking_order() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.namesrv.addr.clone();
+    let cluster = Cluster::start(&DELAY_LEVELS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "RetryOrderly";
-    create_topic(&ns, topic).await?;
+    create_topic(&ns, topic, 1).await?;
     let producer = producer(&ns, "pg-orderly").await?;
     const N: usize = 8;
     for i in 0..N {

@@ -20,7 +20,7 @@ use tern_client::{
     PushConsumer, SendStatus,
 };
 use tern_common::message::{Message, MessageExt};
-use tern_tests::{eventually, start_broker, start_nameserver, TernProcess};
+use tern_tests::{create_topic, eventually, Cluster};
 
 /// Shared state updated by consumer handlers and read by the test.
 #[derive(Debug, Default)]
@@ -37,34 +37,6 @@ impl<T> Shared<T> {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
-    }
-}
-
-/// One NameServer and one broker with test-friendly intervals.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    namesrv: TernProcess,
-    broker: TernProcess,
-}
-
-impl Cluster {
-    fn start(extra_broker_args: &[&str]) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let namesrv = start_nameserver(dir.path(), &[])?;
-        let broker = start_broker(
-            &namesrv.addr,
-            &dir.path().join("broker-a"),
-            extra_broker_args,
-        )?;
-        Ok(Cluster {
-            _dir: dir,
-            namesrv,
-            broker,
-        })
-    }
-
-    fn namesrv(&self) -> String {
-        self.namesrv.addr.clone()
     }
 }
 
@@ -88,28 +60,6 @@ fn consumer_builder(namesrv: &str, group: &str) -> PushConsumerBuilder {
         .suspend_timeout(Duration::from_secs(5))
 }
 
-/// Creates `topic` with `queues` queues on the cluster's broker and waits for its route.
-async fn create_topic(namesrv: &str, topic: &str, queues: i32) -> Result<()> {
-    let admin = Admin::builder().namesrv_addr(namesrv).build().await?;
-    // The broker registers with the NameServer shortly after it starts listening.
-    let cluster = eventually("broker registration", Duration::from_secs(15), || {
-        let admin = admin.clone();
-        async move {
-            let info = admin.cluster_info().await.ok()?;
-            info.cluster_addr_table.keys().next().cloned()
-        }
-    })
-    .await?;
-    admin.create_topic(&cluster, topic, queues).await?;
-    eventually("topic route", Duration::from_secs(10), || {
-        let admin = admin.clone();
-        async move { admin.topic_route(topic).await.ok() }
-    })
-    .await?;
-    admin.shutdown().await;
-    Ok(())
-}
-
 fn body_of(m: &MessageExt) -> String {
     String::from_utf8_lossy(&m.message.body).into_owned()
 }
@@ -117,7 +67,7 @@ fn body_of(m: &MessageExt) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sent_message_is_consumed_exactly_once() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkExactlyOnce";
     create_topic(&ns, topic, 4).await?;
     let producer = producer(&ns, "pg-once").await?;
@@ -196,7 +146,7 @@ fn unique_ids(seen: &Shared<Vec<MessageExt>>) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orderly_consumer_sees_each_queue_in_order() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkOrdered";
     create_topic(&ns, topic, 4).await?;
     let producer = producer(&ns, "pg-ordered").await?;
@@ -279,7 +229,7 @@ async fn orderly_consumer_sees_each_queue_in_order() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_subscription_receives_only_its_tags() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkTags";
     create_topic(&ns, topic, 2).await?;
     let producer = producer(&ns, "pg-tags").await?;
@@ -313,7 +263,7 @@ async fn tag_subscription_receives_only_its_tags() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_split_queues_and_one_takes_over() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkSplit";
     create_topic(&ns, topic, 4).await?;
     let build = |name: &str| {
@@ -392,7 +342,7 @@ async fn two_consumers_split_queues_and_one_takes_over() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcasting_delivers_every_message_to_each_consumer() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkBroadcast";
     create_topic(&ns, topic, 2).await?;
     let offsets = tempfile::tempdir()?;
@@ -440,7 +390,7 @@ async fn broadcasting_delivers_every_message_to_each_consumer() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_sent_during_a_held_pull_arrives_quickly() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkLongPoll";
     create_topic(&ns, topic, 1).await?;
     let (consumer, seen) = collecting(
@@ -477,7 +427,7 @@ async fn message_sent_during_a_held_pull_arrives_quickly() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_a_broker_restart() -> Result<()> {
     let mut cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkRestart";
     create_topic(&ns, topic, 2).await?;
     let producer = producer(&ns, "pg-restart").await?;
@@ -531,7 +481,7 @@ async fn committed_offsets_survive_a_broker_restart() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_a_broker_kill() -> Result<()> {
     let mut cluster = Cluster::start(&["--flush-disk-type", "SYNC_FLUSH"])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkKill";
     create_topic(&ns, topic, 2).await?;
     let producer = Producer::builder()
@@ -598,7 +548,7 @@ async fn acknowledged_messages_survive_a_broker_kill() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_async_and_oneway_sends_are_consumed() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkSendModes";
     create_topic(&ns, topic, 2).await?;
     let producer = producer(&ns, "pg-modes").await?;
@@ -650,7 +600,7 @@ async fn batch_async_and_oneway_sends_are_consumed() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_reports_routes_lag_and_finds_messages() -> Result<()> {
     let cluster = Cluster::start(&[])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkAdmin";
     create_topic(&ns, topic, 2).await?;
     let admin = Admin::builder().namesrv_addr(&ns).build().await?;
@@ -768,7 +718,7 @@ async fn admin_reports_routes_lag_and_finds_messages() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
     let cluster = Cluster::start(&["--message-delay-level", "1s 1s 1s 1s 1s 1s"])?;
-    let ns = cluster.namesrv();
+    let ns = cluster.namesrv_addr();
     let topic = "SdkRetry";
     create_topic(&ns, topic, 1).await?;
     let deliveries: Shared<Vec<(String, i32)>> = Shared::default();

@@ -8,17 +8,15 @@
 //! messages answered "unknown", then the time until the broker checked every one back and
 //! committed it, reported as check-backs/s.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use tern_client::consumer::PullStatus;
 use tern_client::transaction::{LocalTransactionState, TransactionListener, TransactionProducer};
-use tern_client::{Admin, PullConsumer};
+use tern_client::Admin;
 use tern_common::message::{Message, MessageExt};
-use tern_tests::{eventually, start_broker, start_nameserver};
+use tern_tests::{eventually, read_topic, start_broker, start_nameserver, wait_for_cluster};
 
 struct Fixed {
     execute: LocalTransactionState,
@@ -55,32 +53,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn count_topic(ns: &str, topic: &str) -> Result<HashMap<String, usize>> {
-    let consumer = PullConsumer::builder()
-        .namesrv_addr(ns)
-        .group("tx-bench-reader")
-        .build()?;
-    consumer.start().await?;
-    let mut seen = HashMap::new();
-    for mq in consumer.fetch_queues(topic).await? {
-        let mut offset = 0;
-        for _ in 0..100_000 {
-            let r = consumer.pull(&mq, offset, 32).await?;
-            if r.status == PullStatus::Found {
-                for m in &r.messages {
-                    *seen.entry(m.unique_id().to_string()).or_insert(0) += 1;
-                }
-            }
-            if r.status != PullStatus::Found || r.next_begin_offset <= offset {
-                break;
-            }
-            offset = r.next_begin_offset;
-        }
-    }
-    consumer.shutdown().await;
-    Ok(seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run explicitly"]
 async fn transaction_throughput_and_check_back_rate() -> Result<()> {
@@ -98,20 +70,7 @@ async fn transaction_throughput_and_check_back_rate() -> Result<()> {
     let _broker = start_broker(&namesrv.addr, &dir.path().join("broker-a"), &args)?;
     let ns = namesrv.addr.clone();
     let admin = Admin::builder().namesrv_addr(&ns).build().await?;
-    let cluster = eventually("broker registered", Duration::from_secs(20), || {
-        let admin = admin.clone();
-        async move {
-            admin
-                .cluster_info()
-                .await
-                .ok()?
-                .cluster_addr_table
-                .keys()
-                .next()
-                .cloned()
-        }
-    })
-    .await?;
+    let cluster = wait_for_cluster(&admin, Duration::from_secs(20)).await?;
     for topic in ["TxBenchCommit", "TxBenchBacklog"] {
         admin.create_topic(&cluster, topic, 4).await?;
     }
@@ -164,7 +123,7 @@ async fn transaction_throughput_and_check_back_rate() -> Result<()> {
     let seen = eventually("all commits visible", Duration::from_secs(60), || {
         let ns = ns.clone();
         async move {
-            count_topic(&ns, "TxBenchCommit")
+            read_topic(&ns, "tx-bench-reader", "TxBenchCommit")
                 .await
                 .ok()
                 .filter(|m| m.len() >= sends)
@@ -216,7 +175,7 @@ async fn transaction_throughput_and_check_back_rate() -> Result<()> {
     let seen = eventually("backlog committed", Duration::from_secs(60), || {
         let ns = ns.clone();
         async move {
-            count_topic(&ns, "TxBenchBacklog")
+            read_topic(&ns, "tx-bench-reader", "TxBenchBacklog")
                 .await
                 .ok()
                 .filter(|m| m.len() >= backlog)

@@ -7,22 +7,20 @@
 //! message id. Invariant checked everywhere: a committed transaction appears on the real topic
 //! exactly once, a rolled-back or discarded one never. Waits are bounded by `eventually`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use tern_client::consumer::PullStatus;
 use tern_client::transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };
-use tern_client::{Admin, PullConsumer};
+use tern_client::Admin;
 use tern_common::message::{decode_offset_msg_id, Message, MessageExt};
 use tern_common::protocol::header::EndTransactionRequestHeader;
 use tern_common::protocol::{RemotingCommand, RequestCode, SerializeType};
 use tern_common::remoting::client::{ClientConfig as RemotingConfig, RemotingClient};
-use tern_tests::{eventually, start_broker, start_nameserver, TernProcess};
+use tern_tests::{create_topic, eventually, read_topic, Cluster};
 
 const BROKER_ARGS: [&str; 6] = [
     "--transaction-check-interval-ms",
@@ -32,29 +30,6 @@ const BROKER_ARGS: [&str; 6] = [
     "--transaction-check-max",
     "3",
 ];
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    namesrv: TernProcess,
-    broker: TernProcess,
-}
-
-impl Cluster {
-    fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let namesrv = start_nameserver(dir.path(), &[])?;
-        let broker = start_broker(&namesrv.addr, &dir.path().join("broker-a"), &BROKER_ARGS)?;
-        Ok(Cluster {
-            dir,
-            namesrv,
-            broker,
-        })
-    }
-
-    fn ns(&self) -> String {
-        self.namesrv.addr.clone()
-    }
-}
 
 /// A listener with fixed answers that counts its calls.
 #[derive(Default)]
@@ -117,60 +92,12 @@ async fn tx_producer(
         .await?)
 }
 
-async fn create_topic(ns: &str, topic: &str, queues: i32) -> Result<()> {
-    let admin = Admin::builder().namesrv_addr(ns).build().await?;
-    let cluster = eventually("broker registered", Duration::from_secs(20), || {
-        let admin = admin.clone();
-        async move {
-            let clusters = admin.cluster_info().await.ok()?;
-            clusters.cluster_addr_table.keys().next().cloned()
-        }
-    })
-    .await?;
-    admin.create_topic(&cluster, topic, queues).await?;
-    eventually("topic route", Duration::from_secs(10), || {
-        let admin = admin.clone();
-        async move { admin.topic_route(topic).await.ok() }
-    })
-    .await?;
-    admin.shutdown().await;
-    Ok(())
-}
-
-/// Every message id on `topic` (all queues, from offset 0) with its number of copies.
-async fn read_topic(ns: &str, topic: &str) -> Result<HashMap<String, usize>> {
-    let consumer = PullConsumer::builder()
-        .namesrv_addr(ns)
-        .group("tx-reader")
-        .build()?;
-    consumer.start().await?;
-    let mut seen = HashMap::new();
-    for mq in consumer.fetch_queues(topic).await? {
-        let mut offset = 0;
-        // Bounded: each round advances the offset or stops.
-        for _ in 0..1000 {
-            let r = consumer.pull(&mq, offset, 32).await?;
-            match r.status {
-                PullStatus::Found => {
-                    for m in &r.messages {
-                        *seen.entry(m.unique_id().to_string()).or_insert(0) += 1;
-                    }
-                }
-                PullStatus::OffsetIllegal if r.next_begin_offset > offset => {}
-                _ => break,
-            }
-            if r.next_begin_offset <= offset {
-                break;
-            }
-            offset = r.next_begin_offset;
-        }
-    }
-    consumer.shutdown().await;
-    Ok(seen)
-}
-
 async fn copies_of(ns: &str, topic: &str, id: &str) -> Result<usize> {
-    Ok(read_topic(ns, topic).await?.get(id).copied().unwrap_or(0))
+    Ok(read_topic(ns, "tx-reader", topic)
+        .await?
+        .get(id)
+        .copied()
+        .unwrap_or(0))
 }
 
 /// Waits until `id` shows up on `topic`, then a little longer, and returns its copy count.
@@ -188,8 +115,8 @@ async fn settle_copies(ns: &str, topic: &str, id: &str) -> Result<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_is_consumed_exactly_once() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxCommit";
     create_topic(&ns, topic, 2).await?;
     let listener = Scripted::new(
@@ -217,8 +144,8 @@ async fn commit_is_consumed_exactly_once() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_is_never_delivered() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxRollback";
     create_topic(&ns, topic, 2).await?;
     let listener = Scripted::new(
@@ -247,8 +174,8 @@ async fn rollback_is_never_delivered() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_then_check_back_commits() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxCheckCommit";
     create_topic(&ns, topic, 2).await?;
     let listener = Scripted::new(
@@ -269,8 +196,8 @@ async fn unknown_then_check_back_commits() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_then_check_back_rolls_back() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxCheckRollback";
     create_topic(&ns, topic, 2).await?;
     let listener = Scripted::new(
@@ -305,8 +232,8 @@ async fn unknown_then_check_back_rolls_back() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_of_the_group_answers_the_check() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxOtherInstance";
     let group = "pg-tx-other";
     create_topic(&ns, topic, 2).await?;
@@ -336,8 +263,8 @@ async fn another_instance_of_the_group_answers_the_check() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_between_half_and_end_commits_once_after_restart() -> Result<()> {
-    let mut cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let mut cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxCrash";
     let group = "pg-tx-crash";
     create_topic(&ns, topic, 2).await?;
@@ -437,8 +364,8 @@ async fn broker_killed_between_half_and_end_commits_once_after_restart() -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolved_past_max_checks_moves_to_trans_check_max_topic() -> Result<()> {
-    let mut cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let mut cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxNeverDecided";
     create_topic(&ns, topic, 2).await?;
     let listener = Scripted::new(
@@ -490,8 +417,8 @@ fn consume_queue_units(store: &std::path::Path, topic: &str) -> Result<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_end_transaction_commit_yields_one_copy() -> Result<()> {
-    let cluster = Cluster::start()?;
-    let ns = cluster.ns();
+    let cluster = Cluster::start(&BROKER_ARGS)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxDuplicateEnd";
     let group = "pg-tx-dup";
     create_topic(&ns, topic, 2).await?;
@@ -567,12 +494,10 @@ async fn committed_message_with_delay_level_is_scheduled() -> Result<()> {
     use tern_common::message::{encode_properties, new_uniq_id, property_key};
     use tern_common::protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
 
-    let dir = tempfile::tempdir()?;
-    let namesrv = start_nameserver(dir.path(), &[])?;
     let mut args = BROKER_ARGS.to_vec();
     args.extend(["--message-delay-level", "1s 2s 3s"]);
-    let broker = start_broker(&namesrv.addr, &dir.path().join("broker-a"), &args)?;
-    let ns = namesrv.addr.clone();
+    let cluster = Cluster::start(&args)?;
+    let ns = cluster.namesrv_addr();
     let topic = "TxDelayed";
     let group = "pg-tx-delay";
     create_topic(&ns, topic, 1).await?;
@@ -603,7 +528,7 @@ async fn committed_message_with_delay_level_is_scheduled() -> Result<()> {
         serialize_type: SerializeType::Json,
         ..Default::default()
     });
-    let addr = broker.addr.clone();
+    let addr = cluster.broker.addr.clone();
     let resp = client
         .invoke(
             &addr,
