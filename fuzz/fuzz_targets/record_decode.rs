@@ -1,0 +1,4 @@
+//! Fuzz target `record_decode`; the body is `tern_fuzz::common_targets::record_decode`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_fuzz::common_targets::record_decode(data));
