@@ -52,6 +52,14 @@ use bytes::Bytes;
 use memmap2::MmapRaw;
 use parking_lot::{Mutex, RwLock};
 
+/// Chunk of zeros that [`MappedFile::truncate_to`] compares a tail with (`memcmp`, fast
+/// even in debug builds) and rewrites when it differs.
+static ZERO_CHUNK: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// Most data ranges [`MappedFile::data_ranges`] collects before it treats the rest as data
+/// (bounds its allocation on a heavily fragmented file).
+pub const MAX_DATA_RANGES: usize = 4096;
+
 /// Width of a file name: the zero-padded decimal of the file's first offset
 /// (RocketMQ `UtilAll.offset2FileName`).
 pub const FILE_NAME_DIGITS: usize = 20;
@@ -411,35 +419,105 @@ impl MappedFile {
         self.with_slice(pos, len, Bytes::copy_from_slice)
     }
 
-    /// Moves the write position back to `pos` and zeroes the bytes between `pos` and the old
-    /// write position (only chunks that are not zero already are written, so truncating a
-    /// mostly empty file stays cheap).
+    /// Moves the write position back to `pos` and zeroes every non-zero byte between `pos` and
+    /// the old write position. Returns the number of bytes that were not zero there (rounded
+    /// up to the 64 KiB chunks that had to be rewritten; 0 when the tail was clean).
+    ///
+    /// The cost is proportional to the data in that range, not to its length: only the ranges
+    /// the file system reports as data (`lseek` `SEEK_DATA`/`SEEK_HOLE`, see
+    /// [`MappedFile::data_ranges`]) are read, since a hole reads as zeros; of those, only the
+    /// chunks that are not already zero are written. A file reopened after a crash has its
+    /// write position at its full size, so this matters: a 1 GiB CommitLog holding a few
+    /// records costs a few page reads here, not two passes over 1 GiB (docs/design/store.md,
+    /// "Truncating a tail").
     ///
     /// # Panics
     /// If `pos` exceeds the file size.
-    pub fn truncate_to(&self, pos: usize) {
+    pub fn truncate_to(&self, pos: usize) -> usize {
         assert!(pos <= self.size, "truncate inside the file");
         let _writer = self.writer.lock();
         let _region = self.region.write();
         let old = self.wrote_position.load(Ordering::Acquire);
-        const CHUNK: usize = 64 * 1024;
-        let mut at = pos;
-        while at < old {
-            let len = CHUNK.min(old - at);
-            // SAFETY: `[at, at + len)` is inside `[pos, old)` and `old <= size`; the exclusive
-            // region lock and the writer mutex exclude every reader and writer.
-            let dirty = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), len) }
-                .iter()
-                .any(|b| *b != 0);
-            if dirty {
-                // SAFETY: same range and locks as above; no slice into it is alive.
-                unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(at), 0, len) };
+        let mut dirty_bytes = 0usize;
+        for (from, to) in self.data_ranges(pos, old) {
+            let mut at = from;
+            // Bounded: every iteration advances `at` by at least one byte towards `to`.
+            while at < to {
+                let len = ZERO_CHUNK.len().min(to - at);
+                // SAFETY: `[at, at + len)` is inside `[pos, old)` (`data_ranges` only returns
+                // sub-ranges of its arguments) and `old <= size`; the exclusive region lock and
+                // the writer mutex exclude every reader and writer (module doc, point 3).
+                let chunk = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), len) };
+                if chunk != &ZERO_CHUNK[..len] {
+                    // SAFETY: same range and locks as above; the shared slice `chunk` is not
+                    // used after this point.
+                    unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(at), 0, len) };
+                    dirty_bytes += len;
+                }
+                at += len;
             }
-            at += len;
         }
         self.wrote_position.store(pos, Ordering::Release);
         if self.flushed_position.load(Ordering::Acquire) > pos {
             self.flushed_position.store(pos, Ordering::Release);
+        }
+        dirty_bytes
+    }
+
+    /// The sub-ranges of `[from, to)` that may hold non-zero bytes, in order: the data ranges
+    /// the file system reports with `lseek(SEEK_DATA)` / `lseek(SEEK_HOLE)`. Everything
+    /// outside them is a hole, which reads as zeros (POSIX; a file system may report a hole
+    /// as data, never data as a hole). Pages written through the map but not yet written
+    /// back are page-cache pages, which Linux reports as data even inside unwritten
+    /// (`posix_fallocate`d) extents.
+    ///
+    /// When the file system does not support the query (`EINVAL`) or another error occurs,
+    /// or after [`MAX_DATA_RANGES`] ranges, the rest of the range is returned as data, so the
+    /// answer is always safe; only its cost changes.
+    pub fn data_ranges(&self, from: usize, to: usize) -> Vec<(usize, usize)> {
+        let to = to.min(self.size);
+        let mut ranges = Vec::new();
+        let mut at = from;
+        // Bounded: every round moves `at` strictly forward or ends the loop.
+        while at < to {
+            if ranges.len() >= MAX_DATA_RANGES {
+                ranges.push((at, to));
+                break;
+            }
+            let Some(data) = self.seek(at, libc::SEEK_DATA) else {
+                ranges.push((at, to));
+                break;
+            };
+            // `None` here means ENXIO: no data at or after `at`.
+            let Some(data) = data else { break };
+            if data >= to {
+                break;
+            }
+            let hole = match self.seek(data, libc::SEEK_HOLE) {
+                Some(Some(hole)) if hole > data => hole.min(to),
+                _ => to,
+            };
+            ranges.push((data.max(at), hole));
+            at = hole;
+        }
+        ranges
+    }
+
+    /// `lseek(fd, at, whence)`: `Some(Some(offset))` on success, `Some(None)` for `ENXIO`
+    /// (no data at or after `at`), `None` for any other error (the caller assumes data).
+    fn seek(&self, at: usize, whence: libc::c_int) -> Option<Option<usize>> {
+        let offset = libc::off_t::try_from(at).ok()?;
+        // SAFETY: `lseek` only takes integers; the descriptor is owned by `self._file` and open
+        // for the call. It moves the descriptor's file position, which nothing else uses (the
+        // file is accessed through the map, `msync` and `posix_fallocate` only).
+        let rc = unsafe { libc::lseek(self._file.as_raw_fd(), offset, whence) };
+        if rc >= 0 {
+            return usize::try_from(rc).ok().map(Some);
+        }
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+            Some(None)
+        } else {
+            None
         }
     }
 
@@ -844,11 +922,12 @@ impl MappedFileQueue {
     }
 
     /// Drops everything at or after `offset`: files starting at or after it are deleted, the
-    /// file containing it is truncated (its tail zeroed).
+    /// file containing it is truncated (its tail zeroed, see [`MappedFile::truncate_to`]).
+    /// Returns the bytes that were not zero in that tail (0 for a clean tail).
     ///
     /// # Errors
     /// Deletion errors.
-    pub fn truncate_after(&self, offset: i64) -> Result<(), MappedFileError> {
+    pub fn truncate_after(&self, offset: i64) -> Result<usize, MappedFileError> {
         if let Some(spare) = self.spare.lock().take() {
             let _ = fs::remove_file(spare.path());
         }
@@ -868,10 +947,10 @@ impl MappedFileQueue {
             let pos = offset - last.file_from_offset();
             let pos = usize::try_from(pos).unwrap_or(0).min(last.size());
             if pos < last.wrote_position() {
-                last.truncate_to(pos);
+                return Ok(last.truncate_to(pos));
             }
         }
-        Ok(())
+        Ok(0)
     }
 
     /// Deletes the first file if `predicate` accepts it and it is not the last file; repeats
@@ -1036,6 +1115,40 @@ mod tests {
         assert_eq!(&second.read(8, 8).unwrap()[..], &[0u8; 8]);
         assert_eq!(q.delete_leading_files(10, |_, _| true), 1);
         assert_eq!(q.min_offset(), 32);
+    }
+
+    #[test]
+    fn data_ranges_cover_every_non_zero_byte_and_truncation_zeroes_them() {
+        const SIZE: usize = 8 * 1024 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let f = MappedFile::create(dir.path(), 0, SIZE, ops()).unwrap();
+        f.append(&[7u8; 100]).unwrap().unwrap();
+        drop(f);
+        // Bytes written behind the map's back, far apart, as a crash image would hold them.
+        let path = dir.path().join(offset_to_file_name(0));
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let dirty = [(3 * 1024 * 1024 + 5, 10usize), (SIZE - 1, 1)];
+        for (pos, len) in dirty {
+            std::os::unix::fs::FileExt::write_all_at(&file, &vec![9u8; len], pos as u64).unwrap();
+        }
+        drop(file);
+        let f = MappedFile::open_existing(&path, 0, SIZE, ops()).unwrap();
+        let ranges = f.data_ranges(50, SIZE);
+        assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0), "{ranges:?}");
+        for (pos, len) in [(50, 50)].into_iter().chain(dirty) {
+            let covered = ranges.iter().any(|(a, b)| *a <= pos && pos + len <= *b);
+            assert!(covered, "{pos}+{len} outside {ranges:?}");
+        }
+        assert!(ranges.iter().all(|(a, b)| 50 <= *a && a < b && *b <= SIZE));
+        let zeroed = f.truncate_to(50);
+        assert!(zeroed > 0 && zeroed <= 3 * 64 * 1024, "{zeroed}");
+        assert_eq!(f.wrote_position(), 50);
+        drop(f);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes[..50].iter().all(|b| *b == 7));
+        assert!(bytes[50..].iter().all(|b| *b == 0));
+        let f = MappedFile::open_existing(&path, 0, SIZE, ops()).unwrap();
+        assert_eq!(f.truncate_to(50), 0, "a clean tail rewrites nothing");
     }
 
     #[test]

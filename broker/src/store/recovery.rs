@@ -176,6 +176,9 @@ pub struct RecoveryReport {
     pub records_validated: u64,
     /// CommitLog files deleted past the end.
     pub commit_log_files_deleted: usize,
+    /// Bytes after the end that were not zero and were zeroed (a torn or corrupt tail),
+    /// counted in the 64 KiB chunks rewritten.
+    pub tail_bytes_zeroed: usize,
     /// ConsumeQueue units dropped for pointing past the end.
     pub cq_units_dropped: i64,
     /// Index files dropped for pointing past the end.
@@ -267,29 +270,24 @@ pub(super) fn recover(inner: &Inner, abnormal: bool) -> Result<RecoveryReport, S
     report.records_validated = validated;
     report.commit_log_end = end;
     let before = inner.commit_log.files().file_count();
-    if let Some(last) = files.last() {
-        let current_end = last.file_from_offset() + last.wrote_position() as i64;
-        if end < current_end {
-            let tail_dirty = last.with_slice(0, last.wrote_position(), |b| {
-                let from = usize::try_from(end - last.file_from_offset())
-                    .unwrap_or(0)
-                    .min(b.len());
-                b[from..].iter().any(|x| *x != 0)
-            });
-            if tail_dirty == Some(true) || files.len() > 1 && end <= last.file_from_offset() {
-                tracing::warn!(
-                    phy_offset = end,
-                    "truncating commit log after the last valid record"
-                );
-            }
-        }
-    }
-    inner
+    // After a reopen the last file's write position is its full size; truncation zeroes only
+    // the non-zero bytes after `end`, found through the file system's data ranges, so its
+    // cost follows the data written, not the file size (docs/design/store.md).
+    let dirty_bytes = inner
         .commit_log
         .files()
         .truncate_after(end)
         .map_err(|e| StoreError::Recovery(RecoveryError::Truncate(e)))?;
     report.commit_log_files_deleted = before - inner.commit_log.files().file_count();
+    report.tail_bytes_zeroed = dirty_bytes;
+    if dirty_bytes > 0 || report.commit_log_files_deleted > 0 {
+        tracing::warn!(
+            phy_offset = end,
+            dirty_bytes,
+            files_deleted = report.commit_log_files_deleted,
+            "truncated commit log after the last valid record"
+        );
+    }
 
     let cl_min = inner.commit_log.min_offset();
     for cq in inner.all_queues() {
@@ -351,6 +349,7 @@ pub(super) fn recover(inner: &Inner, abnormal: bool) -> Result<RecoveryReport, S
         validated_from = report.validated_from,
         records_validated = validated,
         commit_log_files_deleted = report.commit_log_files_deleted,
+        tail_bytes_zeroed = report.tail_bytes_zeroed,
         cq_units_dropped = report.cq_units_dropped,
         index_files_dropped = report.index_files_dropped,
         redispatch_from = from,
