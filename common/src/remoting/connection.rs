@@ -454,8 +454,13 @@ impl Link {
         // closed and are dropped.
         tasks.detach_all();
         conn.close();
-        if let Err(cause) = writer.await {
-            error!(cause = %cause, "connection writer task failed");
+        match writer.await {
+            Err(cause) if cause.is_panic() => {
+                error!(cause = %cause, "connection writer task failed");
+            }
+            // Cancelled: the runtime is shutting down (a CLI exiting), nothing to report.
+            Err(cause) => debug!(cause = %cause, "connection writer task cancelled"),
+            Ok(()) => {}
         }
         debug!(reason = ?end, "connection closed");
     }
