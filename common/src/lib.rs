@@ -8,12 +8,14 @@
 //!
 //! # Layout
 //! - [`protocol`]: frame codec, [`protocol::RemotingCommand`], request/response codes, typed headers.
+//! - [`filter`]: SQL92 message filter (selector parser and three-valued evaluator, sans-IO).
 //! - [`message`]: `Message`, `MessageExt`, property string, CommitLog record codec, message ids, tag hash.
 //! - [`route`]: `TopicRouteData`, `BrokerData`, `QueueData`, cluster info, topic config, perm bits.
 //! - [`remoting`]: TCP remoting server (connection tasks, server→client requests) and client.
 //! - `metrics` (feature `metrics`): the servers' shared Prometheus HTTP endpoint and request timing.
 //! - `runtime` (feature `runtime`): the servers' logging, shutdown signals and `listening on` line.
 
+pub mod filter;
 pub mod message;
 #[cfg(feature = "metrics")]
 pub mod metrics;
