@@ -127,6 +127,11 @@ pub struct RawBrokerConfig {
     pub long_polling_enable: bool,
     /// Hold time of a pull when long polling is off, ms. Default 1_000.
     pub short_polling_time_ms: u64,
+    /// Accept SQL92 subscriptions (`enablePropertyFilter`): compile them at HEART_BEAT and
+    /// CHECK_CLIENT_CONFIG and evaluate them against each record's properties on PULL.
+    /// Default **true** in Tern (RocketMQ defaults to false); when false, SQL92 pulls get
+    /// SYSTEM_ERROR and CHECK_CLIENT_CONFIG refuses them, as a default Java broker does.
+    pub enable_property_filter: bool,
     /// Period of REGISTER_BROKER to every NameServer, ms (clamped to 10_000..=60_000).
     /// Default 30_000.
     pub register_name_server_period_ms: u64,
@@ -189,6 +194,7 @@ impl Default for RawBrokerConfig {
             auto_create_subscription_group: true,
             long_polling_enable: true,
             short_polling_time_ms: 1_000,
+            enable_property_filter: true,
             register_name_server_period_ms: 30_000,
             broker_heartbeat_timeout_ms: 120_000,
             transaction_timeout_ms: 6_000,
@@ -269,6 +275,8 @@ pub struct BrokerConfig {
     pub long_polling_enable: bool,
     /// Short-polling hold time.
     pub short_polling_time: Duration,
+    /// SQL92 subscriptions accepted (`enablePropertyFilter`).
+    pub enable_property_filter: bool,
     /// Registration period (10 s..=60 s).
     pub register_name_server_period: Duration,
     /// `heartbeatTimeoutMillis` of the registration.
@@ -523,6 +531,7 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
             auto_create_subscription_group: raw.auto_create_subscription_group,
             long_polling_enable: raw.long_polling_enable,
             short_polling_time: ms(raw.short_polling_time_ms.max(1)),
+            enable_property_filter: raw.enable_property_filter,
             register_name_server_period: ms(raw
                 .register_name_server_period_ms
                 .clamp(10_000, 60_000)),
