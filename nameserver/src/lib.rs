@@ -3,8 +3,9 @@
 //! Brokers register their topics with every NameServer (REGISTER_BROKER every 30 s and after
 //! each topic change); producers and consumers ask any NameServer for a topic's route
 //! (GET_ROUTEINFO_BY_TOPIC) and then talk to the brokers directly. NameServers do not talk to
-//! each other and keep nothing on disk: after a restart the brokers' next registrations rebuild
-//! the table. A broker that stops registering, or whose connection closes, disappears from
+//! each other and keep no routes on disk: after a restart the brokers' next registrations
+//! rebuild the table. Only the KV store can be persisted (`kv_config_path`, Java's
+//! `kvConfig.json`). A broker that stops registering, or whose connection closes, disappears from
 //! every route. It speaks RocketMQ's remoting protocol on port 9876, so RocketMQ brokers,
 //! clients and `mqadmin` can use it as well (PROTOCOL.md §2.2, §9).
 //!
@@ -16,6 +17,7 @@
 //! - [`kv_config`]: the namespace → key → value store (`ORDER_TOPIC_CONFIG` feeds `orderTopicConf`).
 //! - [`metrics`]: Prometheus metrics over HTTP (`metrics_listen`), request instrumentation.
 //! - [`processor`]: the request dispatcher ([`NameServer`], [`NameServerHandler`]) and [`ProcessorError`].
+//! - [`validate`]: REGISTER_BROKER input checks (refused identities, dropped topic configs).
 //!
 //! [`run`] serves a bound listener until a shutdown future resolves; it also runs the
 //! liveness scan, which removes silent brokers every `scan_interval`.
@@ -25,6 +27,7 @@ pub mod kv_config;
 pub mod metrics;
 pub mod processor;
 pub mod route_table;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,19 +39,24 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 pub use config::{ConfigError, NameServerConfig, RawNameServerConfig};
+pub use kv_config::KvConfigError;
 pub use processor::{NameServer, NameServerHandler, ProcessorError};
 
 /// Serves NameServer requests on `listener` until `shutdown` resolves, then stops accepting,
 /// closes every connection and stops the liveness scan before returning. The listener must
 /// already be bound (so callers can bind port 0 and learn the port first); `config.listen` is
 /// not used here.
+///
+/// # Errors
+/// The KV file (`config.kv_config_path`) exists but cannot be loaded; nothing is served.
 pub async fn run(
     config: NameServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) {
-    let state = Arc::new(NameServer::new(config.clone()));
+) -> Result<(), KvConfigError> {
+    let state = Arc::new(NameServer::open(config)?);
     run_with_state(state, listener, shutdown).await;
+    Ok(())
 }
 
 /// As [`run`], over existing state (for tests that inspect the tables while serving).

@@ -33,11 +33,14 @@ use tern_common::protocol::{HeaderError, RemotingCommand, RequestCode, ResponseC
 use tern_common::remoting::{Connection, RequestHandler};
 use tern_common::route::{DataVersion, RegisterBrokerBody};
 use thiserror::Error;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::config::NameServerConfig;
 use crate::kv_config::{KvConfig, KvConfigError, NAMESPACE_ORDER_TOPIC_CONFIG};
 use crate::route_table::{RegisterBrokerRequest, RegisterError, RouteTable};
+use crate::validate::{
+    check_broker_identity, drop_invalid_topics, dropped_topics_remark, InvalidRegistration,
+};
 
 /// Why a request could not be served; turned into a response by
 /// [`ProcessorError::response_code`] and its `Display` text (the remark).
@@ -59,9 +62,12 @@ pub enum ProcessorError {
     /// The registration was refused.
     #[error("register broker failed: {0}")]
     Register(#[from] RegisterError),
-    /// The KV store is full.
+    /// The KV store refused the change (full, empty namespace or key, file write failed).
     #[error("{0}")]
     KvConfig(#[from] KvConfigError),
+    /// REGISTER_BROKER with an empty name or address or a negative broker id.
+    #[error("register broker failed: {0}")]
+    InvalidRegistration(#[from] InvalidRegistration),
 }
 
 impl ProcessorError {
@@ -84,12 +90,35 @@ pub struct NameServer {
 type Outcome = Result<RemotingCommand, ProcessorError>;
 
 impl NameServer {
-    /// A NameServer with empty tables.
-    pub fn new(config: NameServerConfig) -> Self {
-        NameServer {
+    /// A NameServer with empty route tables and its KV store loaded from
+    /// `config.kv_config_path` (memory only when that is `None`).
+    ///
+    /// # Errors
+    /// The KV file exists but cannot be read or parsed ([`KvConfigError::Io`],
+    /// [`KvConfigError::Corrupt`]).
+    pub fn open(config: NameServerConfig) -> Result<Self, KvConfigError> {
+        let kv = KvConfig::open(config.kv_config_path.clone())?;
+        Ok(NameServer {
             routes: RouteTable::new(config.broker_expiry),
-            kv: KvConfig::new(),
+            kv,
             config,
+        })
+    }
+
+    /// As [`NameServer::open`], but infallible: when the KV file cannot be loaded the error
+    /// is logged and the KV store runs in memory only, so the unreadable file is never
+    /// overwritten. Prefer [`NameServer::open`] (the binary does, and refuses to start).
+    pub fn new(config: NameServerConfig) -> Self {
+        match Self::open(config.clone()) {
+            Ok(server) => server,
+            Err(err) => {
+                error!(cause = %err, "kv config not loaded; kv store kept in memory only");
+                NameServer {
+                    routes: RouteTable::new(config.broker_expiry),
+                    kv: KvConfig::new(),
+                    config,
+                }
+            }
         }
     }
 
@@ -171,7 +200,7 @@ impl NameServer {
 
     fn delete_kv_config(&self, req: &RemotingCommand) -> Outcome {
         let h: DeleteKVConfigRequestHeader = req.decode_header()?;
-        self.kv.delete(&h.namespace, &h.key);
+        self.kv.delete(&h.namespace, &h.key)?;
         Ok(success(req))
     }
 
@@ -193,6 +222,10 @@ impl NameServer {
         now: Instant,
     ) -> Outcome {
         let h: RegisterBrokerRequestHeader = req.decode_header()?;
+        check_broker_identity(&h.broker_name, &h.cluster_name, &h.broker_addr, h.broker_id)
+            .inspect_err(|err| {
+                warn!(broker = %h.broker_name, addr = %h.broker_addr, cause = %err, "register refused");
+            })?;
         if let Some(expected) = h.body_crc32.filter(|c| *c != 0) {
             let actual = (crc32fast::hash(&req.body) & 0x7FFF_FFFF) as i32;
             if actual != expected {
@@ -200,13 +233,17 @@ impl NameServer {
                 return Err(ProcessorError::Crc32Mismatch);
             }
         }
-        let body: RegisterBrokerBody = if req.body.is_empty() {
+        let mut body: RegisterBrokerBody = if req.body.is_empty() {
             RegisterBrokerBody::default()
         } else if h.compressed == Some(true) {
             return Err(ProcessorError::CompressedBody);
         } else {
             decode_body(&req.body, req.serialize_type)?
         };
+        let dropped = drop_invalid_topics(&mut body.topic_config_serialize_wrapper);
+        for (topic, problem) in &dropped {
+            warn!(broker = %h.broker_name, addr = %h.broker_addr, topic = %topic, problem = %problem, "invalid topic config ignored");
+        }
         let timeout = h
             .heartbeat_timeout_millis
             .filter(|ms| *ms > 0)
@@ -233,6 +270,9 @@ impl NameServer {
         });
         if let Some(order_conf) = self.kv.list(NAMESPACE_ORDER_TOPIC_CONFIG) {
             response = response.with_body(encode_body(&order_conf, req.serialize_type)?);
+        }
+        if !dropped.is_empty() {
+            response = response.with_remark(dropped_topics_remark(&dropped));
         }
         Ok(response)
     }
