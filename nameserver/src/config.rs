@@ -8,7 +8,7 @@
 //! exactly [`NameServerConfig::default`].
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -77,6 +77,9 @@ pub struct RawNameServerConfig {
     pub idle_timeout_ms: u64,
     /// `IP:PORT` of the Prometheus metrics endpoint; absent (the default) turns it off.
     pub metrics_listen: Option<String>,
+    /// File the KV store is persisted to (RocketMQ `kvConfigPath`); absent (the default)
+    /// keeps it in memory only.
+    pub kv_config_path: Option<String>,
 }
 
 impl Default for RawNameServerConfig {
@@ -91,6 +94,7 @@ impl Default for RawNameServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             metrics_listen: None,
+            kv_config_path: None,
         }
     }
 }
@@ -145,6 +149,11 @@ pub struct NameServerConfig {
     /// Where `GET /metrics` is served (Prometheus/OpenMetrics text); `None` (the default)
     /// serves no metrics. See `docs/metrics.md`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the KV store (PUT_KV_CONFIG, ...) is persisted, in Java's `kvConfig.json` format
+    /// (RocketMQ `kvConfigPath`, whose Java default is `~/namesrv/kvConfig.json`); it is
+    /// loaded at start and rewritten atomically after every change. `None` (the default)
+    /// keeps the store in memory only, so a restart forgets it, as it forgets routes.
+    pub kv_config_path: Option<PathBuf>,
 }
 
 impl Default for NameServerConfig {
@@ -198,8 +207,20 @@ impl TryFrom<RawNameServerConfig> for NameServerConfig {
             ),
             None => None,
         };
+        let kv_config_path = match &raw.kv_config_path {
+            Some(text) if text.trim().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    key: "kv_config_path",
+                    reason: "must not be empty (leave the key out to keep the store in memory)"
+                        .into(),
+                })
+            }
+            Some(text) => Some(PathBuf::from(text)),
+            None => None,
+        };
         Ok(NameServerConfig {
             metrics_listen,
+            kv_config_path,
             listen,
             broker_expiry: Duration::from_millis(raw.broker_expiry_ms),
             scan_interval: Duration::from_millis(raw.scan_interval_ms),
@@ -251,6 +272,7 @@ mod tests {
             ("scan_interval_ms = 0", "scan_interval_ms"),
             ("max_frame_len = 4", "max_frame_len"),
             ("max_connections = 0", "max_connections"),
+            ("kv_config_path = \"\"", "kv_config_path"),
         ] {
             let raw = RawNameServerConfig::from_toml_str(text).unwrap();
             match NameServerConfig::try_from(raw) {
@@ -272,5 +294,18 @@ mod tests {
         assert_eq!(cfg.scan_interval, Duration::from_millis(200));
         assert_eq!(cfg.idle_timeout, None);
         assert!(cfg.order_message_enable);
+    }
+
+    #[test]
+    fn kv_config_path_is_off_by_default_and_settable() {
+        assert_eq!(NameServerConfig::default().kv_config_path, None);
+        let raw =
+            RawNameServerConfig::from_toml_str("kv_config_path = \"/var/lib/tern/kvConfig.json\"")
+                .unwrap();
+        let cfg = NameServerConfig::try_from(raw).unwrap();
+        assert_eq!(
+            cfg.kv_config_path.as_deref(),
+            Some(Path::new("/var/lib/tern/kvConfig.json"))
+        );
     }
 }

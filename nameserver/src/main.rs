@@ -30,6 +30,9 @@ struct Args {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless set).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// Persist the KV store to this file (Java's kvConfig.json format); memory only unless set.
+    #[arg(long, value_name = "FILE")]
+    kv_config_path: Option<String>,
 }
 
 fn load_config(args: &Args) -> Result<NameServerConfig> {
@@ -50,6 +53,9 @@ fn load_config(args: &Args) -> Result<NameServerConfig> {
     if let Some(addr) = &args.metrics_listen {
         raw.metrics_listen = Some(addr.clone());
     }
+    if let Some(path) = &args.kv_config_path {
+        raw.kv_config_path = Some(path.clone());
+    }
     NameServerConfig::try_from(raw).context("invalid configuration")
 }
 
@@ -58,6 +64,8 @@ async fn main() -> Result<()> {
     runtime::init_logging("info");
     let args = Args::parse();
     let config = load_config(&args)?;
+    let state =
+        tern_nameserver::NameServer::open(config.clone()).context("loading the kv config")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -69,6 +77,6 @@ async fn main() -> Result<()> {
         "nameserver listening on {addr}"
     );
     runtime::announce_listening(addr).context("writing to stdout")?;
-    tern_nameserver::run(config, listener, shutdown).await;
+    tern_nameserver::run_with_state(std::sync::Arc::new(state), listener, shutdown).await;
     Ok(())
 }
