@@ -12,6 +12,7 @@
 //! - [`context`]: `BrokerContext`, the cheap-to-clone bundle of services.
 //! - [`dispatch`]: the `RequestHandler`: request code → processor, errors → response codes.
 //! - [`processor`]: one function per request code (send, pull, offsets, clients, query, admin).
+//! - [`filter`]: SQL92 subscriptions: compiled-expression cache and record matching.
 //! - [`long_polling`]: parked pulls woken by arrivals, a periodic check and their hold time.
 //! - [`topic_config`]: the topic table (system topics, auto-creation, data version).
 //! - [`subscription_group`]: consumer group configurations.
@@ -31,6 +32,7 @@ pub mod consumer_offset;
 pub mod context;
 pub mod dispatch;
 pub mod error;
+pub mod filter;
 pub mod lock_manager;
 pub mod long_polling;
 pub mod metrics;

@@ -15,7 +15,7 @@ use tern_common::protocol::header::{
 use tern_common::protocol::{RemotingCommand, ResponseCode};
 use tern_common::remoting::Connection;
 use tern_common::route::perm;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{decode, encode, reject, success, ProcessorResult};
 use crate::client_manager::{ClientChannelInfo, ConsumerRegistration};
@@ -57,6 +57,9 @@ pub async fn handle_heartbeat(
             );
             continue;
         };
+        if ctx.config.enable_property_filter {
+            precompile_sql92(&group, &consumer.subscription_data_set);
+        }
         let retry = retry_topic(&group);
         let (_, created) = ctx.topics.get_or_create(
             &retry,
@@ -201,24 +204,57 @@ pub struct CheckClientRequestBody {
     pub subscription_data: SubscriptionData,
 }
 
-/// CHECK_CLIENT_CONFIG (46): TAG subscriptions are fine; SQL92 is not supported by this
-/// broker (SYSTEM_ERROR, as a Java broker with `enablePropertyFilter=false`).
+/// Compiles the SQL92 subscriptions of a heartbeat into [`crate::filter`]'s cache, so pulls
+/// find them compiled. One that does not compile is logged; its pulls answer
+/// SUBSCRIPTION_PARSE_FAILED (the client learns it at start from CHECK_CLIENT_CONFIG).
+fn precompile_sql92(group: &str, subscriptions: &[SubscriptionData]) {
+    for sub in subscriptions
+        .iter()
+        .filter(|s| crate::filter::is_sql92_subscription(s))
+    {
+        if let Err(err) = crate::filter::compile(&sub.sub_string) {
+            warn!(group, topic = %sub.topic, cause = %err, "sql92 subscription does not compile");
+        }
+    }
+}
+
+/// CHECK_CLIENT_CONFIG (46): TAG subscriptions are fine; SQL92 ones must compile
+/// (SUBSCRIPTION_PARSE_FAILED otherwise) and need `enable_property_filter` (SYSTEM_ERROR
+/// otherwise, as a Java broker with `enablePropertyFilter=false`); other expression types are
+/// not supported (SYSTEM_ERROR). RocketMQ `ClientManageProcessor.checkClientConfig`.
 ///
 /// # Errors
-/// Body decode errors; SYSTEM_ERROR for SQL92.
+/// Body decode errors; SYSTEM_ERROR or SUBSCRIPTION_PARSE_FAILED as above.
 pub async fn handle_check_client_config(
-    _ctx: &BrokerContext,
+    ctx: &BrokerContext,
     _conn: &Connection,
     request: RemotingCommand,
 ) -> ProcessorResult {
     let body: CheckClientRequestBody = decode(&request)?;
     let kind = body.subscription_data.expression_type.trim();
     if kind.is_empty() || kind.eq_ignore_ascii_case("TAG") {
-        Ok(Some(success(&request)))
-    } else {
-        Err(reject(
+        return Ok(Some(success(&request)));
+    }
+    if !ctx.config.enable_property_filter
+        || !crate::filter::is_sql92_subscription(&body.subscription_data)
+    {
+        return Err(reject(
             ResponseCode::SystemError,
-            "The broker does not support consumer to filter message by SQL92",
-        ))
+            format!("The broker does not support consumer to filter message by {kind}"),
+        ));
+    }
+    match crate::filter::compile(&body.subscription_data.sub_string) {
+        Ok(_) => Ok(Some(success(&request))),
+        Err(err) => Err(reject(
+            ResponseCode::SubscriptionParseFailed,
+            format!(
+                "Parameter check error, or parse failed: {}, {err}",
+                body.subscription_data
+                    .sub_string
+                    .chars()
+                    .take(256)
+                    .collect::<String>()
+            ),
+        )),
     }
 }

@@ -6,11 +6,20 @@
 //! on first processing is parked in [`crate::long_polling`] instead of answered; the parked
 //! pull is later re-executed by [`wake`] with suspension disallowed and without committing
 //! the piggy-backed offset again.
+//!
+//! SQL92 subscriptions (header bit 0x4 with expressionType SQL92, or the registered
+//! subscription) are compiled through [`crate::filter`] (SUBSCRIPTION_PARSE_FAILED if they do
+//! not compile, SYSTEM_ERROR when `enable_property_filter` is off). Their pulls skip the
+//! tags-code pre-filter, read the records and keep those whose properties the expression
+//! selects. A parked SQL92 pull is woken by every arrival on its queue and re-checked: the
+//! re-execution evaluates the new records and answers PULL_RETRY_IMMEDIATELY when none match.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tern_common::filter::{self, Expression};
 use tern_common::message::tag::java_hash_code;
 use tern_common::protocol::body::SubscriptionData;
 use tern_common::protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -22,8 +31,9 @@ use tracing::debug;
 use super::{reject, ProcessorResult};
 use crate::context::BrokerContext;
 use crate::dispatch::error_response;
+use crate::error::ProcessorError;
 use crate::long_polling::HeldPull;
-use crate::store::GetMessageStatus;
+use crate::store::{GetMessageResult, GetMessageStatus};
 
 /// sysFlag bit: commit the piggy-backed `commitOffset`.
 pub const FLAG_COMMIT_OFFSET: i32 = 0x1;
@@ -117,7 +127,53 @@ fn matches(filter: Option<&BTreeSet<i64>>, tags_code: i64) -> bool {
 }
 
 fn is_sql92(expression_type: Option<&str>) -> bool {
-    expression_type.is_some_and(|t| t.eq_ignore_ascii_case("SQL92"))
+    expression_type.is_some_and(filter::is_sql92)
+}
+
+/// How one pull selects messages.
+enum PullFilter {
+    /// Tag codes the ConsumeQueue entries must carry; `None` accepts everything.
+    Tags(Option<BTreeSet<i64>>),
+    /// A compiled SQL92 expression evaluated against each record's properties.
+    Sql(Arc<Expression>),
+}
+
+/// The compiled SQL92 expression of a pull, refusing it when property filtering is off.
+fn sql_filter(ctx: &BrokerContext, expression: &str) -> Result<Arc<Expression>, ProcessorError> {
+    if !ctx.config.enable_property_filter {
+        return Err(reject(
+            ResponseCode::SystemError,
+            "The broker does not support consumer to filter message by SQL92",
+        ));
+    }
+    crate::filter::compile(expression).map_err(|err| {
+        reject(
+            ResponseCode::SubscriptionParseFailed,
+            format!("parse the consumer's subscription failed: {err}"),
+        )
+    })
+}
+
+/// Keeps the read records the expression selects. Records scanned but not selected still
+/// advance `nextBeginOffset`; when none is left the status becomes NO_MATCHED_MESSAGE
+/// (answered PULL_RETRY_IMMEDIATELY), as RocketMQ's `getMessage` reports it.
+fn select_by_properties(result: &mut GetMessageResult, expression: &Expression) {
+    if result.status != GetMessageStatus::Found {
+        return;
+    }
+    let messages = std::mem::take(&mut result.messages);
+    let offsets = std::mem::take(&mut result.message_queue_offsets);
+    for (i, record) in messages.into_iter().enumerate() {
+        if crate::filter::record_matches(expression, &record) {
+            result.messages.push(record);
+            if let Some(offset) = offsets.get(i) {
+                result.message_queue_offsets.push(*offset);
+            }
+        }
+    }
+    if result.messages.is_empty() {
+        result.status = GetMessageStatus::NoMatchedMessage;
+    }
 }
 
 /// The pull logic. `allow_suspend` is true on first processing only.
@@ -174,18 +230,17 @@ fn process(
         ));
     }
     let filter = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+        let expression = header.subscription.clone().unwrap_or_else(|| "*".into());
         if is_sql92(header.expression_type.as_deref()) {
-            return Err(reject(
-                ResponseCode::SystemError,
-                "The broker does not support consumer to filter message by SQL92",
-            ));
+            PullFilter::Sql(sql_filter(ctx, &expression)?)
+        } else {
+            let sub = SubscriptionData {
+                topic: header.topic.clone(),
+                sub_string: expression,
+                ..Default::default()
+            };
+            PullFilter::Tags(code_filter(&sub))
         }
-        let sub = SubscriptionData {
-            topic: header.topic.clone(),
-            sub_string: header.subscription.clone().unwrap_or_else(|| "*".into()),
-            ..Default::default()
-        };
-        code_filter(&sub)
     } else {
         let Some(group_info) = ctx.clients.consumer_group(&header.consumer_group) else {
             return Err(reject(
@@ -212,12 +267,10 @@ fn process(
             ));
         }
         if is_sql92(Some(&sub.expression_type)) {
-            return Err(reject(
-                ResponseCode::SystemError,
-                "The broker does not support consumer to filter message by SQL92",
-            ));
+            PullFilter::Sql(sql_filter(ctx, &sub.sub_string)?)
+        } else {
+            PullFilter::Tags(code_filter(sub))
         }
-        code_filter(sub)
     };
 
     let max_count = header.max_msg_nums.clamp(1, MAX_TRANSFER_COUNT);
@@ -226,14 +279,22 @@ fn process(
         .and_then(|b| usize::try_from(b).ok())
         .filter(|b| *b > 0)
         .map_or(MAX_TRANSFER_BYTES, |b| b.min(MAX_TRANSFER_BYTES));
-    let result = ctx.store.get_message(
+    let tag_codes = match &filter {
+        PullFilter::Tags(codes) => codes.as_ref(),
+        // The tags-code pre-filter does not apply to SQL92: read every record, then evaluate.
+        PullFilter::Sql(_) => None,
+    };
+    let mut result = ctx.store.get_message(
         &header.topic,
         header.queue_id,
         header.queue_offset,
         max_count,
         max_bytes,
-        &|code| matches(filter.as_ref(), code),
+        &|code| matches(tag_codes, code),
     );
+    if let PullFilter::Sql(expression) = &filter {
+        select_by_properties(&mut result, expression);
+    }
     let offset_nonzero = header.queue_offset != 0;
     let code = match result.status {
         GetMessageStatus::Found => ResponseCode::Success,
@@ -278,7 +339,11 @@ fn process(
             conn: conn.clone(),
             request,
             queue_offset: header.queue_offset,
-            code_filter: filter,
+            code_filter: match filter {
+                PullFilter::Tags(codes) => codes,
+                // Every arrival wakes a SQL92 pull, which then re-reads and evaluates.
+                PullFilter::Sql(_) => None,
+            },
             deadline: Instant::now() + hold,
         };
         match ctx.pull_hold.park(&header.topic, header.queue_id, held) {
