@@ -5,9 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde::Serialize;
+use tern_common::filter::{EXPRESSION_TYPE_SQL92, EXPRESSION_TYPE_TAG};
 use tern_common::message::MessageExt;
 use tern_common::protocol::body::{
-    ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody,
+    ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, SubscriptionData,
+    UnlockBatchRequestBody,
 };
 use tern_common::protocol::{RequestCode, ResponseCode};
 use tern_common::route::MessageQueue;
@@ -68,6 +71,57 @@ pub(crate) struct PullArgs<'a> {
     pub(crate) sub_version: i64,
 }
 
+/// The wire `expressionType` of a subscription: `SQL92` or `TAG`.
+pub(crate) fn expression_type(sql92: bool) -> &'static str {
+    if sql92 {
+        EXPRESSION_TYPE_SQL92
+    } else {
+        EXPRESSION_TYPE_TAG
+    }
+}
+
+/// The CHECK_CLIENT_CONFIG body (`CheckClientRequestBody.java`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckClientRequestBody<'a> {
+    client_id: &'a str,
+    group: &'a str,
+    subscription_data: &'a SubscriptionData,
+}
+
+/// CHECK_CLIENT_CONFIG (46) for one subscription, sent to one broker of its topic (the first
+/// with an address, masters first) as Java's `checkClientInBroker` does for SQL92
+/// subscriptions at start (PROTOCOL.md §10.3 step 3).
+///
+/// # Errors
+/// [`ClientError::NoRoute`] / [`ClientError::BrokerNotFound`] when no broker serves the
+/// topic; [`ClientError::Broker`] with SUBSCRIPTION_PARSE_FAILED (23) when the expression
+/// does not compile, or SYSTEM_ERROR (1) when the broker does not filter by properties.
+pub(crate) async fn check_client_config(
+    instance: &ClientInstance,
+    group: &str,
+    sub: &SubscriptionData,
+) -> Result<()> {
+    let route = instance.route(&sub.topic).await?;
+    let addr = route
+        .broker_datas
+        .iter()
+        .find_map(|bd| bd.broker_addrs.values().next().cloned())
+        .ok_or_else(|| ClientError::NoRoute {
+            topic: sub.topic.clone(),
+        })?;
+    let body = instance.encode(&CheckClientRequestBody {
+        client_id: &instance.client_id,
+        group,
+        subscription_data: sub,
+    })?;
+    let req = request(RequestCode::CheckClientConfig, ext!()).with_body(body);
+    instance
+        .invoke_ok(&addr, req, instance.config.rpc_timeout)
+        .await?;
+    Ok(())
+}
+
 /// Sends one PULL_MESSAGE to `addr` and waits up to `timeout` (longer than the suspend
 /// time). Messages are decoded, decompressed and filtered exactly by `tags` (PROTOCOL.md
 /// §7: the broker's filter may over-match).
@@ -81,6 +135,22 @@ pub(crate) async fn pull(
     tags: &tern_common::message::SubscriptionExpr,
     timeout: Duration,
 ) -> Result<PullResult> {
+    pull_typed(instance, addr, args, tags, EXPRESSION_TYPE_TAG, timeout).await
+}
+
+/// [`pull`] with an explicit `expressionType` (`TAG` or `SQL92`, see [`expression_type`]).
+/// A SQL92 subscription has no tags, so the client keeps every message the broker returns.
+///
+/// # Errors
+/// As [`pull`].
+pub(crate) async fn pull_typed(
+    instance: &ClientInstance,
+    addr: &str,
+    args: &PullArgs<'_>,
+    tags: &tern_common::message::SubscriptionExpr,
+    expression_type: &str,
+    timeout: Duration,
+) -> Result<PullResult> {
     let mut fields = ext!(
         "consumerGroup" => args.group,
         "topic" => args.mq.topic,
@@ -91,7 +161,7 @@ pub(crate) async fn pull(
         "commitOffset" => args.commit_offset,
         "suspendTimeoutMillis" => args.suspend_timeout.as_millis(),
         "subVersion" => args.sub_version,
-        "expressionType" => "TAG",
+        "expressionType" => expression_type,
     );
     if args.sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
         fields.insert("subscription".into(), args.subscription.to_string());

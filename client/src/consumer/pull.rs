@@ -49,6 +49,7 @@ pub struct PullConsumerBuilder {
     persist_interval: Duration,
     rebalance_interval: Duration,
     subscriptions: Vec<(String, String)>,
+    sql_subscriptions: Vec<(String, String)>,
     strategy: Arc<dyn AllocateStrategy>,
     offset_store_dir: Option<std::path::PathBuf>,
 }
@@ -69,6 +70,22 @@ impl PullConsumerBuilder {
     /// Subscribe mode: consume `topic` with a TAG expression, queues rebalanced in the group.
     pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
         self.subscriptions.push((topic.into(), expression.into()));
+        self
+    }
+
+    /// Subscribe mode with a SQL92 expression over message properties (RocketMQ's
+    /// `MessageSelector.bySql`), e.g. `a > 5 AND TAGS = 'T1'`. The broker filters (it needs
+    /// `enable_property_filter`); the client does no tag re-check. [`PullConsumer::start`]
+    /// asks a broker of the topic to compile it (CHECK_CLIENT_CONFIG) and fails with
+    /// [`ClientError::Broker`] code 23 (SUBSCRIPTION_PARSE_FAILED) if it does not.
+    /// A topic subscribed both ways keeps its SQL92 subscription.
+    pub fn subscribe_sql(
+        mut self,
+        topic: impl Into<String>,
+        expression: impl Into<String>,
+    ) -> Self {
+        self.sql_subscriptions
+            .push((topic.into(), expression.into()));
         self
     }
 
@@ -142,11 +159,18 @@ impl PullConsumerBuilder {
         }
         self.config.validate()?;
         let version = now_ms();
-        let subscriptions = self
+        let mut subscriptions: BTreeMap<String, (SubscriptionExpr, i64)> = self
             .subscriptions
             .iter()
             .map(|(t, e)| (t.clone(), (SubscriptionExpr::parse_tag(e), version)))
             .collect();
+        let mut sql_topics = BTreeSet::new();
+        for (topic, expr) in &self.sql_subscriptions {
+            // No tags: the client keeps every message the broker selected.
+            let expr = SubscriptionExpr::from_parts(expr.clone(), Vec::new(), Vec::new());
+            sql_topics.insert(topic.clone());
+            subscriptions.insert(topic.clone(), (expr, version));
+        }
         let offset_store = match self.model {
             MessageModel::Clustering => OffsetStore::remote(),
             MessageModel::Broadcasting => {
@@ -173,6 +197,7 @@ impl PullConsumerBuilder {
                 persist_interval: self.persist_interval,
                 rebalance_interval: self.rebalance_interval,
                 subscriptions,
+                sql_topics,
                 strategy: self.strategy,
                 offset_store,
                 assigned: Mutex::new(BTreeMap::new()),
@@ -209,6 +234,8 @@ struct PullInner {
     persist_interval: Duration,
     rebalance_interval: Duration,
     subscriptions: BTreeMap<String, (SubscriptionExpr, i64)>,
+    /// Topics subscribed with SQL92 (the others use TAG).
+    sql_topics: BTreeSet<String>,
     strategy: Arc<dyn AllocateStrategy>,
     offset_store: OffsetStore,
     assigned: Mutex<BTreeMap<MessageQueue, QueueState>>,
@@ -242,7 +269,7 @@ impl ConsumerHooks for Hooks {
             subscription_data_set: inner
                 .subscriptions
                 .iter()
-                .map(|(t, (e, v))| subscription_data(t, e, *v))
+                .map(|(t, (e, v))| subscription_data(t, e, *v, inner.sql_topics.contains(t)))
                 .collect(),
             unit_mode: false,
         }
@@ -289,6 +316,7 @@ impl PullConsumer {
             persist_interval: Duration::from_secs(5),
             rebalance_interval: Duration::from_secs(20),
             subscriptions: Vec::new(),
+            sql_subscriptions: Vec::new(),
             strategy: Arc::new(AllocateAveragely),
             offset_store_dir: None,
         }
@@ -308,6 +336,19 @@ impl PullConsumer {
         *inner.instance.lock() = Some(instance.clone());
         for topic in inner.subscriptions.keys() {
             let _ = instance.update_route(topic).await;
+        }
+        // CHECK_CLIENT_CONFIG for every SQL92 subscription (PROTOCOL.md §10.3 step 3).
+        for (topic, (expr, version)) in &inner.subscriptions {
+            if !inner.sql_topics.contains(topic) {
+                continue;
+            }
+            let sub = subscription_data(topic, expr, *version, true);
+            if let Err(err) = api::check_client_config(&instance, &inner.group, &sub).await {
+                *inner.instance.lock() = None;
+                instance.unregister_consumer(&inner.group);
+                instance.shutdown().await;
+                return Err(err);
+            }
         }
         instance.send_heartbeat_to_all().await;
         let mut tasks = vec![tokio::spawn(inner.clone().persist_loop())];
@@ -412,7 +453,7 @@ impl PullConsumer {
         let instance = self.instance()?;
         let expr = SubscriptionExpr::all();
         self.inner
-            .pull_once(&instance, mq, &expr, offset, max)
+            .pull_once(&instance, mq, &expr, false, offset, max)
             .await
     }
 
@@ -449,6 +490,7 @@ impl PullConsumer {
                         &instance,
                         mq,
                         &state.expr,
+                        self.inner.sql_topics.contains(&mq.topic),
                         state.next_offset,
                         self.inner.pull_batch_size,
                     )
@@ -528,6 +570,7 @@ impl PullInner {
         instance: &ClientInstance,
         mq: &MessageQueue,
         expr: &SubscriptionExpr,
+        sql92: bool,
         offset: i64,
         max: i32,
     ) -> Result<PullResult> {
@@ -545,7 +588,15 @@ impl PullInner {
             subscription: expr.sub_string(),
             sub_version: 0,
         };
-        api::pull(instance, &addr, &args, expr, instance.config.rpc_timeout).await
+        api::pull_typed(
+            instance,
+            &addr,
+            &args,
+            expr,
+            api::expression_type(sql92),
+            instance.config.rpc_timeout,
+        )
+        .await
     }
 
     async fn persist_loop(self: Arc<Self>) {

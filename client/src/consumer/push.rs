@@ -97,6 +97,7 @@ pub struct PushConsumerBuilder {
     config: ClientConfig,
     settings: Settings,
     subscriptions: Vec<(String, String)>,
+    sql_subscriptions: Vec<(String, String)>,
     handler: Option<Handler>,
     strategy: Arc<dyn AllocateStrategy>,
 }
@@ -118,6 +119,22 @@ impl PushConsumerBuilder {
     /// several topics.
     pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
         self.subscriptions.push((topic.into(), expression.into()));
+        self
+    }
+
+    /// Subscribes `topic` with a SQL92 expression over message properties (RocketMQ's
+    /// `MessageSelector.bySql`), e.g. `a > 5 AND TAGS = 'T1'`. The broker filters (it needs
+    /// `enable_property_filter`); the client does no tag re-check. [`PushConsumer::start`]
+    /// asks a broker of the topic to compile it (CHECK_CLIENT_CONFIG) and fails with
+    /// [`ClientError::Broker`] code 23 (SUBSCRIPTION_PARSE_FAILED) if it does not.
+    /// A topic subscribed both ways keeps its SQL92 subscription.
+    pub fn subscribe_sql(
+        mut self,
+        topic: impl Into<String>,
+        expression: impl Into<String>,
+    ) -> Self {
+        self.sql_subscriptions
+            .push((topic.into(), expression.into()));
         self
     }
 
@@ -245,7 +262,7 @@ impl PushConsumerBuilder {
         if s.group.is_empty() {
             return Err(ClientError::Config("consumer group not set".into()));
         }
-        if self.subscriptions.is_empty() {
+        if self.subscriptions.is_empty() && self.sql_subscriptions.is_empty() {
             return Err(ClientError::Config("no subscription".into()));
         }
         let handler = self
@@ -254,8 +271,15 @@ impl PushConsumerBuilder {
         self.config.validate()?;
         let mut subscriptions = BTreeMap::new();
         let version = now_ms();
+        let mut sql_topics = BTreeSet::new();
         for (topic, expr) in self.subscriptions {
             subscriptions.insert(topic, (SubscriptionExpr::parse_tag(&expr), version));
+        }
+        for (topic, expr) in self.sql_subscriptions {
+            // No tags: the client keeps every message the broker selected.
+            let expr = SubscriptionExpr::from_parts(expr, Vec::new(), Vec::new());
+            sql_topics.insert(topic.clone());
+            subscriptions.insert(topic, (expr, version));
         }
         if s.model == MessageModel::Clustering {
             subscriptions.insert(retry_topic(&s.group), (SubscriptionExpr::all(), version));
@@ -280,6 +304,7 @@ impl PushConsumerBuilder {
                 permits: Arc::new(Semaphore::new(s.consume_thread_count)),
                 settings: s,
                 subscriptions,
+                sql_topics,
                 handler,
                 strategy: self.strategy,
                 offset_store,
@@ -337,6 +362,8 @@ struct PushInner {
     settings: Settings,
     /// Topic → (expression, subVersion), including `%RETRY%<group>` in clustering mode.
     subscriptions: BTreeMap<String, (SubscriptionExpr, i64)>,
+    /// Topics subscribed with SQL92 (the others use TAG).
+    sql_topics: BTreeSet<String>,
     handler: Handler,
     strategy: Arc<dyn AllocateStrategy>,
     offset_store: OffsetStore,
@@ -435,6 +462,7 @@ impl PushConsumer {
                 offset_store_dir: None,
             },
             subscriptions: Vec::new(),
+            sql_subscriptions: Vec::new(),
             handler: None,
             strategy: Arc::new(AllocateAveragely),
         }
@@ -466,6 +494,12 @@ impl PushConsumer {
             if let Err(err) = instance.update_route(topic).await {
                 debug!(%topic, error = %err, "no route yet");
             }
+        }
+        if let Err(err) = inner.check_sql_subscriptions(&instance).await {
+            *inner.runtime.lock() = None;
+            instance.unregister_consumer(&inner.settings.group);
+            instance.shutdown().await;
+            return Err(err);
         }
         instance.heartbeat_if_brokers_changed().await;
         let mut tasks = Vec::new();
@@ -543,6 +577,17 @@ impl PushInner {
         self.runtime.lock().clone()
     }
 
+    /// CHECK_CLIENT_CONFIG for every SQL92 subscription (PROTOCOL.md §10.3 step 3).
+    async fn check_sql_subscriptions(&self, instance: &ClientInstance) -> Result<()> {
+        for (topic, (expr, version)) in &self.subscriptions {
+            if self.sql_topics.contains(topic) {
+                let sub = subscription_data(topic, expr, *version, true);
+                api::check_client_config(instance, &self.settings.group, &sub).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn is_orderly(&self) -> bool {
         matches!(self.handler, Handler::Orderly(_))
     }
@@ -556,7 +601,9 @@ impl PushInner {
             subscription_data_set: self
                 .subscriptions
                 .iter()
-                .map(|(topic, (expr, version))| subscription_data(topic, expr, *version))
+                .map(|(topic, (expr, version))| {
+                    subscription_data(topic, expr, *version, self.sql_topics.contains(topic))
+                })
                 .collect(),
             unit_mode: false,
         }
@@ -910,9 +957,10 @@ impl PushInner {
                 sub_version,
             };
             let timeout = self.settings.suspend_timeout + Duration::from_secs(15);
+            let expression_type = api::expression_type(self.sql_topics.contains(&entry.mq.topic));
             let result = tokio::select! {
                 _ = entry.cancel.cancelled() => return,
-                r = api::pull(&rt.instance, &addr, &args, &expr, timeout) => r,
+                r = api::pull_typed(&rt.instance, &addr, &args, &expr, expression_type, timeout) => r,
             };
             let result = match result {
                 Ok(r) => r,
@@ -1232,6 +1280,7 @@ pub(crate) fn subscription_data(
     topic: &str,
     expr: &SubscriptionExpr,
     version: i64,
+    sql92: bool,
 ) -> SubscriptionData {
     SubscriptionData {
         class_filter_mode: false,
@@ -1240,6 +1289,6 @@ pub(crate) fn subscription_data(
         tags_set: expr.tags_set().iter().cloned().collect(),
         code_set: expr.code_set().iter().copied().collect(),
         sub_version: version,
-        expression_type: "TAG".to_string(),
+        expression_type: api::expression_type(sql92).to_string(),
     }
 }
