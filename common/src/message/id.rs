@@ -13,7 +13,6 @@
 //! Java takes the month boundary in the local time zone; Tern uses UTC, which keeps the id
 //! unique and the same shape.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -41,10 +40,16 @@ pub enum MessageIdError {
     InvalidPort(i32),
 }
 
+/// Uppercase hex digits, indexed by nibble.
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends `bytes` to `out` as uppercase hex, two characters per byte, without going through
+/// `fmt` (one table lookup per nibble; this is on the send path, once per message).
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02X}");
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+        out.push(char::from(HEX_UPPER[usize::from(b & 0x0F)]));
     }
 }
 
@@ -261,6 +266,34 @@ pub fn new_uniq_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_hex_matches_fmt_for_every_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let mut fast = String::new();
+        push_hex(&mut fast, &all);
+        let slow: String = all.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(fast, slow);
+    }
+
+    #[test]
+    fn offset_msg_id_matches_fmt_reference() {
+        let hosts: [SocketAddr; 3] = [
+            "255.1.0.171:65535".parse().expect("literal address"),
+            "10.0.0.5:0".parse().expect("literal address"),
+            "[fe80::1:abcd]:10911".parse().expect("literal address"),
+        ];
+        for host in hosts {
+            for off in [0, 1, -1, i64::MIN, i64::MAX, 0x0123_4567_89AB_CDEF] {
+                let (octets, n) = ip_octets(&host.ip());
+                let mut want: String = octets[..n].iter().map(|b| format!("{b:02X}")).collect();
+                want.push_str(&format!("{:08X}{:016X}", i32::from(host.port()), off));
+                let got = offset_msg_id(host, off);
+                assert_eq!(got, want);
+                assert_eq!(decode_offset_msg_id(&got), Ok((host, off)));
+            }
+        }
+    }
 
     #[test]
     fn month_bounds_match_known_dates() {
