@@ -296,12 +296,45 @@ pub fn body_crc(body: &[u8]) -> i32 {
     (crc32fast::hash(body) & 0x7FFF_FFFF) as i32
 }
 
-fn put_host(out: &mut BytesMut, addr: &SocketAddr) {
-    match addr {
-        SocketAddr::V4(a) => out.put_slice(&a.ip().octets()),
-        SocketAddr::V6(a) => out.put_slice(&a.ip().octets()),
+/// Capacity of [`HeadWriter`]: the fixed fields before BODY with two IPv6 hosts (112 bytes),
+/// and also TOPICLEN + a V1 topic + PROPERTIESLEN (1 + 127 + 2 bytes).
+const HEAD_CAPACITY: usize = 1 + MAX_TOPIC_LEN_V1_BYTES + 2;
+
+/// A small stack buffer that `encode_record` fills field by field before copying it into the
+/// output in one `put_slice`. Callers never put more than [`HEAD_CAPACITY`] bytes.
+struct HeadWriter {
+    buf: [u8; HEAD_CAPACITY],
+    len: usize,
+}
+
+impl HeadWriter {
+    fn new() -> Self {
+        Self {
+            buf: [0; HEAD_CAPACITY],
+            len: 0,
+        }
     }
-    out.put_i32(i32::from(addr.port()));
+
+    /// Appends `bytes`; the callers' field sizes keep the total within `HEAD_CAPACITY` (a slice
+    /// index panic here would be a bug in `encode_record`, not bad input).
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.buf[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    /// BORNHOST / STOREHOST: the address bytes (4 or 16), then the port as an i32.
+    fn put_host(&mut self, addr: &SocketAddr) {
+        match addr {
+            SocketAddr::V4(a) => self.put(&a.ip().octets()),
+            SocketAddr::V6(a) => self.put(&a.ip().octets()),
+        }
+        self.put(&i32::from(addr.port()).to_be_bytes());
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// Encodes the whole record (BODYCRC computed here, V1 magic unless topic > 127 bytes → V2),
@@ -336,36 +369,48 @@ pub fn encode_record(
 
     out.reserve(total_len);
     let start = out.len();
-    out.put_i32(total_size);
-    out.put_i32(if v2 {
+    // The fixed-size fields up to BODYLEN go into a stack array and then into `out` with one
+    // copy: a `put_*` per field costs a capacity check and a length update each, which was
+    // more than half of this function's instructions.
+    let mut head = HeadWriter::new();
+    head.put(&total_size.to_be_bytes());
+    let magic = if v2 {
         MESSAGE_MAGIC_CODE_V2
     } else {
         MESSAGE_MAGIC_CODE
-    });
-    out.put_i32(body_crc(&input.body));
-    out.put_i32(input.queue_id);
-    out.put_i32(input.flag);
-    out.put_i64(queue_offset);
-    out.put_i64(phy_offset);
-    out.put_i32(input.effective_sys_flag());
-    out.put_i64(input.born_timestamp);
-    put_host(out, &input.born_host);
-    out.put_i64(store_timestamp);
-    put_host(out, &input.store_host);
-    out.put_i32(input.reconsume_times);
-    out.put_i64(input.prepared_transaction_offset);
-    out.put_i32(body_len);
+    };
+    head.put(&magic.to_be_bytes());
+    head.put(&body_crc(&input.body).to_be_bytes());
+    head.put(&input.queue_id.to_be_bytes());
+    head.put(&input.flag.to_be_bytes());
+    head.put(&queue_offset.to_be_bytes());
+    head.put(&phy_offset.to_be_bytes());
+    head.put(&input.effective_sys_flag().to_be_bytes());
+    head.put(&input.born_timestamp.to_be_bytes());
+    head.put_host(&input.born_host);
+    head.put(&store_timestamp.to_be_bytes());
+    head.put_host(&input.store_host);
+    head.put(&input.reconsume_times.to_be_bytes());
+    head.put(&input.prepared_transaction_offset.to_be_bytes());
+    head.put(&body_len.to_be_bytes());
+    out.put_slice(head.bytes());
     out.put_slice(&input.body);
+    // Checked above: the property length is at most i16::MAX.
+    let properties_len = (properties.len() as i16).to_be_bytes();
     if v2 {
         // Checked above: the length is at most i16::MAX.
-        out.put_i16(topic.len() as i16);
+        out.put_slice(&(topic.len() as i16).to_be_bytes());
+        out.put_slice(topic);
+        out.put_slice(&properties_len);
     } else {
+        // TOPICLEN, TOPIC and PROPERTIESLEN in one copy (a V1 topic is at most 127 bytes).
+        let mut tail = HeadWriter::new();
         // Checked above: the length is at most i8::MAX.
-        out.put_i8(topic.len() as i8);
+        tail.put(&[topic.len() as u8]);
+        tail.put(topic);
+        tail.put(&properties_len);
+        out.put_slice(tail.bytes());
     }
-    out.put_slice(topic);
-    // Checked above: the length is at most i16::MAX.
-    out.put_i16(properties.len() as i16);
     out.put_slice(properties);
     debug_assert_eq!(
         out.len() - start,
