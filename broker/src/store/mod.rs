@@ -514,8 +514,9 @@ struct Inner {
     dispatch_cv: Condvar,
     reput_corrupt_logged: AtomicBool,
     reput_thread: OnceLock<std::thread::Thread>,
-    /// Store timestamp (ms) of the last append that woke the reput thread.
-    reput_woken_ms: AtomicI64,
+    /// Set by the reput thread just before it parks (idle); an appender that swaps it back to
+    /// `false` unparks it. Busy periods therefore cost appenders no futex wake.
+    reput_parked: AtomicBool,
     prefault_thread: OnceLock<std::thread::Thread>,
     /// Appends crossing a multiple of this many CommitLog bytes wake the prefault thread.
     prefault_step: i64,
@@ -650,15 +651,19 @@ impl Inner {
         }
     }
 
-    /// After an append of `[phy_offset, end_phy_offset)` stored at `store_timestamp`: wakes
-    /// the reput thread at most once per store-clock millisecond (it also polls every 1 ms, as
-    /// RocketMQ's `ReputMessageService`, so dispatch lags an append by at most ~1 ms while a
-    /// fast writer no longer pays a futex wake per append), and wakes the prefault thread when
-    /// the append crossed a prefault step or starts a file.
-    fn after_append(&self, phy_offset: i64, end_phy_offset: i64, store_timestamp: i64) {
-        if self.reput_woken_ms.load(Ordering::Relaxed) != store_timestamp {
-            self.reput_woken_ms
-                .store(store_timestamp, Ordering::Relaxed);
+    /// After an append of `[phy_offset, end_phy_offset)`: wakes the reput thread if it is
+    /// parked (it publishes `reput_parked` before parking and re-checks the log after, see
+    /// [`reput::run`]), so dispatch starts at once when the dispatcher was idle while a busy
+    /// writer, whose appends the dispatcher is still working through, makes no syscall; and
+    /// wakes the prefault thread when the append crossed a prefault step or starts a file.
+    fn after_append(&self, phy_offset: i64, end_phy_offset: i64) {
+        // Pairs with the fence in `reput::run` (Dekker): the append's bytes were published
+        // before this fence, so either the reput thread's re-check after setting the flag sees
+        // them, or this load sees the flag.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.reput_parked.load(Ordering::Relaxed)
+            && self.reput_parked.swap(false, Ordering::AcqRel)
+        {
             if let Some(t) = self.reput_thread.get() {
                 t.unpark();
             }
@@ -738,7 +743,7 @@ impl MessageStore {
             dispatch_cv: Condvar::new(),
             reput_corrupt_logged: AtomicBool::new(false),
             reput_thread: OnceLock::new(),
-            reput_woken_ms: AtomicI64::new(i64::MIN),
+            reput_parked: AtomicBool::new(false),
             prefault_thread: OnceLock::new(),
             prefault_step,
             stop: AtomicBool::new(false),
@@ -871,7 +876,7 @@ impl MessageStore {
             }
         };
         let end_phy_offset = outcome.end_phy_offset();
-        inner.after_append(outcome.phy_offset, end_phy_offset, outcome.store_timestamp);
+        inner.after_append(outcome.phy_offset, end_phy_offset);
         inner
             .counters
             .put_message_count

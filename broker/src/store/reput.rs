@@ -251,15 +251,36 @@ impl Inner {
     }
 }
 
-/// Body of the reput thread: dispatch, then sleep up to 1 ms when idle (an append unparks it).
+/// Longest the reput thread parks when idle. Appends wake it at once (`after_append`); this
+/// only bounds how long a missed wake-up could delay dispatch and how often a stalled dispatcher
+/// (an undecodable record) retries.
+const IDLE_PARK: Duration = Duration::from_millis(100);
+
+/// Body of the reput thread: dispatch what the CommitLog holds; when a pass makes no progress,
+/// publish `reput_parked`, re-check the log (an append that raced with the flag is seen here,
+/// or it sees the flag and unparks us), and park. So an idle dispatcher starts on a new record
+/// immediately, and appends during busy periods make no futex call.
 pub(super) fn run(inner: Arc<Inner>) {
     while !inner.stop.load(Ordering::Acquire) {
         let before = inner.dispatched.load(Ordering::Acquire);
-        inner.reput_until(inner.commit_log.max_offset(), 64);
-        if inner.dispatched.load(Ordering::Acquire) == before {
-            // Idle, or stalled on a bad record: sleep instead of spinning.
-            std::thread::park_timeout(Duration::from_millis(1));
+        let limit = inner.commit_log.max_offset();
+        inner.reput_until(limit, 64);
+        if inner.dispatched.load(Ordering::Acquire) != before {
+            continue;
         }
+        // Idle, or stalled on a bad record: park until the next append (or stop).
+        inner.reput_parked.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `after_append` (Dekker): the flag store is ordered before the
+        // re-check below, the appender's data before its read of the flag.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if inner.commit_log.max_offset() != limit || inner.stop.load(Ordering::Acquire) {
+            inner.reput_parked.store(false, Ordering::Relaxed);
+            continue;
+        }
+        std::thread::park_timeout(IDLE_PARK);
+        // Whether an appender cleared the flag or the park timed out (or woke spuriously),
+        // we are running again: appenders need not wake us.
+        inner.reput_parked.store(false, Ordering::Relaxed);
     }
     // Final pass so a clean shutdown leaves the ConsumeQueues complete (bounded by the log size).
     let max = inner.commit_log.max_offset();
