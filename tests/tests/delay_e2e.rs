@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Result};
-use tern_client::{ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, Producer, PushConsumer};
+use tern_client::{
+    Admin, ConsumeConcurrentlyStatus, ConsumeContext, ConsumeFrom, Producer, PushConsumer,
+};
 use tern_common::message::{Message, MessageExt};
 use tern_tests::{create_topic, eventually, Cluster};
 
@@ -124,12 +126,27 @@ async fn delay_levels_and_timers_reach_a_push_consumer_on_time() -> Result<()> {
     Ok(())
 }
 
+/// Whether the NameServer `admin` talks to serves a route for `topic` now.
+async fn has_route(admin: &Admin, topic: &str) -> bool {
+    admin.topic_route(topic).await.is_ok()
+}
+
+/// A level-3 (3 s) message sent 1 s before a SIGKILL is delivered after the restart, never
+/// early and at most [`LATE_MAX_MS`] after the later of its due time and the consumer's start.
+///
+/// The consumer starts only once the restarted broker's registration is visible: the
+/// NameServer drops the broker's routes when its connection closes, and an SDK consumer that
+/// starts while the topic has no route never heartbeats the broker until its periodic
+/// heartbeat (30 s), so its rebalance fails with "no consumer for this group" until then
+/// (reported against `tern_client`'s `PushConsumer` rebalance). Waiting for the route to
+/// disappear after the kill, then to come back, makes sure the route seen is the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delay_survives_a_broker_sigkill() -> Result<()> {
     let mut cluster = Cluster::start(&DELAY_LEVELS)?;
     let ns = cluster.namesrv_addr();
     let topic = "DelayCrash";
     create_topic(&ns, topic, 1).await?;
+    let admin = Admin::builder().namesrv_addr(&ns).build().await?;
     let producer = Producer::builder()
         .namesrv_addr(&ns)
         .group("pg-crash")
@@ -140,16 +157,44 @@ async fn a_delay_survives_a_broker_sigkill() -> Result<()> {
     producer
         .send(Message::new(topic, "survivor").with_delay_level(3))
         .await?;
+    let due = sent + 3_000;
     producer.shutdown().await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     cluster.broker.kill();
+    eventually(
+        "route dropped after the kill",
+        Duration::from_secs(10),
+        || {
+            let admin = admin.clone();
+            async move { (!has_route(&admin, topic).await).then_some(()) }
+        },
+    )
+    .await?;
     cluster.broker.restart()?;
+    eventually(
+        "route of the restarted broker",
+        Duration::from_secs(10),
+        || {
+            let admin = admin.clone();
+            async move { has_route(&admin, topic).await.then_some(()) }
+        },
+    )
+    .await?;
+    admin.shutdown().await;
+    let started = now_ms();
     let (consumer, arrivals) = arrival_consumer(&ns, "cg-crash", topic).await?;
-    let got = wait_arrivals(&arrivals, 1, 30).await?;
-    ensure!(
-        got["survivor"] >= sent + 3_000,
-        "delivered early after a crash"
-    );
+    let got = wait_arrivals(&arrivals, 1, 10).await;
     consumer.shutdown().await;
+    let got = got.map_err(|e| e.context(cluster.broker.log_tail(40)))?;
+    let arrived = got["survivor"];
+    ensure!(
+        arrived >= due,
+        "delivered early after a crash: {arrived} < {due}"
+    );
+    let latest = due.max(started) + LATE_MAX_MS;
+    ensure!(
+        arrived <= latest,
+        "delivered late after a crash: {arrived} > {latest}"
+    );
     Ok(())
 }
