@@ -50,8 +50,20 @@ impl ConsumerOffsetTable {
         })
     }
 
-    /// Stores `offset` as the group's next offset for (topic, queue).
+    /// Stores `offset` as the group's next offset for (topic, queue). A negative queue id or
+    /// offset is never stored (callers validate and answer the client; this is the last
+    /// line of defence so the table and its snapshot hold no garbage).
     pub fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        if queue_id < 0 || offset < 0 {
+            tracing::debug!(
+                group,
+                topic,
+                queue_id,
+                offset,
+                "negative consumer offset ignored"
+            );
+            return;
+        }
         self.offsets
             .write()
             .entry(key(group, topic))
@@ -143,5 +155,21 @@ mod tests {
         again.remove_topic("T");
         assert_eq!(again.query("g", "T", 0), None);
         assert_eq!(again.query("g2", "U", 1), Some(1));
+    }
+
+    #[test]
+    fn negative_queue_ids_and_offsets_are_never_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = RawBrokerConfig {
+            store_path_root_dir: dir.path().display().to_string(),
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        };
+        let config = BrokerConfig::try_from(raw).expect("config");
+        let table = ConsumerOffsetTable::load(&config).expect("load");
+        table.commit("g", "T", 0, 5);
+        table.commit("g", "T", 0, -1);
+        table.commit("g", "T", -1, 3);
+        assert_eq!(table.offsets_of("g", "T"), BTreeMap::from([(0, 5)]));
     }
 }

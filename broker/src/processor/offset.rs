@@ -1,6 +1,14 @@
 //! Consumer offsets and queue offset lookups (PROTOCOL.md §2.4): QUERY_CONSUMER_OFFSET (14),
 //! UPDATE_CONSUMER_OFFSET (15), GET_MAX_OFFSET (30), GET_MIN_OFFSET (31),
 //! SEARCH_OFFSET_BY_TIMESTAMP (29), GET_EARLIEST_MSG_STORETIME (32).
+//!
+//! Consumer offsets are only stored for queues that exist: QUERY/UPDATE_CONSUMER_OFFSET for
+//! a topic this broker does not have answer TOPIC_NOT_EXIST (17) (5.x), and for a queue id
+//! outside `0..max(readQueueNums, writeQueueNums)` INVALID_PARAMETER (29) with Java's pull
+//! remark shape (`queueId[..] is illegal, ...`). The bound takes the larger of the two counts
+//! so commits keep working while a topic's read and write queue counts are being changed one
+//! after the other. A negative `commitOffset` is refused with INVALID_PARAMETER: offsets are
+//! "next message to consume", never negative, and a stored -1 would read back as garbage.
 
 use tern_common::protocol::header::{
     GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
@@ -14,18 +22,51 @@ use tern_common::remoting::Connection;
 
 use super::{reject, success, ProcessorResult};
 use crate::context::BrokerContext;
+use crate::error::ProcessorError;
+
+/// Checks that `topic` exists on this broker and that `queue_id` is one of its queues.
+///
+/// # Errors
+/// TOPIC_NOT_EXIST for an unknown topic, INVALID_PARAMETER for a queue id outside
+/// `0..max(readQueueNums, writeQueueNums)`.
+fn check_queue(
+    ctx: &BrokerContext,
+    conn: &Connection,
+    topic: &str,
+    queue_id: i32,
+) -> Result<(), ProcessorError> {
+    let Some(config) = ctx.topics.get(topic) else {
+        return Err(reject(
+            ResponseCode::TopicNotExist,
+            format!("topic[{topic}] not exist"),
+        ));
+    };
+    let queues = config.read_queue_nums.max(config.write_queue_nums);
+    if !(0..queues).contains(&queue_id) {
+        return Err(reject(
+            ResponseCode::InvalidParameter,
+            format!(
+                "queueId[{queue_id}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{}] consumer:[{}]",
+                config.read_queue_nums,
+                conn.peer_addr()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// QUERY_CONSUMER_OFFSET: the stored offset; else (unless `setZeroIfNotFound=false`) 0 when
 /// the queue still starts at offset 0; else QUERY_NOT_FOUND (22).
 ///
 /// # Errors
-/// Header errors.
+/// Header errors; unknown topic (TOPIC_NOT_EXIST); queue id out of range (INVALID_PARAMETER).
 pub async fn handle_query_consumer_offset(
     ctx: &BrokerContext,
-    _conn: &Connection,
+    conn: &Connection,
     request: RemotingCommand,
 ) -> ProcessorResult {
     let header: QueryConsumerOffsetRequestHeader = request.decode_header()?;
+    check_queue(ctx, conn, &header.topic, header.queue_id)?;
     let stored = ctx
         .offsets
         .query(&header.consumer_group, &header.topic, header.queue_id)
@@ -53,10 +94,11 @@ pub async fn handle_query_consumer_offset(
 /// UPDATE_CONSUMER_OFFSET: stores the offset (usually oneway).
 ///
 /// # Errors
-/// Header errors; unknown group or topic.
+/// Header errors; unknown group (SUBSCRIPTION_GROUP_NOT_EXIST) or topic (TOPIC_NOT_EXIST);
+/// queue id out of range or negative offset (INVALID_PARAMETER). Nothing is stored then.
 pub async fn handle_update_consumer_offset(
     ctx: &BrokerContext,
-    _conn: &Connection,
+    conn: &Connection,
     request: RemotingCommand,
 ) -> ProcessorResult {
     let header: UpdateConsumerOffsetRequestHeader = request.decode_header()?;
@@ -66,10 +108,14 @@ pub async fn handle_update_consumer_offset(
             format!("subscription group not exist, {}", header.consumer_group),
         ));
     }
-    if !ctx.topics.contains(&header.topic) {
+    check_queue(ctx, conn, &header.topic, header.queue_id)?;
+    if header.commit_offset < 0 {
         return Err(reject(
-            ResponseCode::TopicNotExist,
-            format!("topic[{}] not exist", header.topic),
+            ResponseCode::InvalidParameter,
+            format!(
+                "commitOffset[{}] is illegal, it must not be negative",
+                header.commit_offset
+            ),
         ));
     }
     ctx.offsets.commit(
