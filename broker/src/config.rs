@@ -165,6 +165,11 @@ pub struct RawBrokerConfig {
     pub lock_max_live_time_ms: u64,
     /// `IP:PORT` of the Prometheus metrics endpoint (`GET /metrics`). Default absent: off.
     pub metrics_listen: Option<String>,
+    /// Also serve the remoting protocol on `listen port - 2` (RocketMQ's "fast"/VIP port,
+    /// `fastListenPort`, 10909 by default), where Java clients older than 4.5 send when
+    /// `vipChannelEnabled` is true (their default). Default absent: on when the listen port
+    /// is fixed (non-zero and above 2), off for port 0.
+    pub fast_listen_port_enable: Option<bool>,
 }
 
 impl Default for RawBrokerConfig {
@@ -210,6 +215,7 @@ impl Default for RawBrokerConfig {
             offset_persist_interval_ms: 5_000,
             lock_max_live_time_ms: 60_000,
             metrics_listen: None,
+            fast_listen_port_enable: None,
         }
     }
 }
@@ -307,6 +313,8 @@ pub struct BrokerConfig {
     pub lock_max_live_time: Duration,
     /// Where `GET /metrics` is served; `None` (the default) serves no metrics.
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether the VIP listener on `listen port - 2` runs (see [`BrokerConfig::fast_listen_addr`]).
+    pub fast_listen_port_enable: bool,
 }
 
 impl BrokerConfig {
@@ -319,6 +327,17 @@ impl BrokerConfig {
     /// configured port when that was 0).
     pub fn store_host(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.broker_ip, port)
+    }
+
+    /// The VIP ("fast") listen address for a main listener bound to `bound`: the same IP and
+    /// `bound.port() - 2` (RocketMQ `fastListenPort = listenPort - 2`), or `None` when
+    /// [`BrokerConfig::fast_listen_port_enable`] is off or the port is below 3.
+    pub fn fast_listen_addr(&self, bound: SocketAddr) -> Option<SocketAddr> {
+        if !self.fast_listen_port_enable {
+            return None;
+        }
+        let port = bound.port().checked_sub(2).filter(|p| *p > 0)?;
+        Some(SocketAddr::new(bound.ip(), port))
     }
 
     /// The directory of the broker's metadata snapshots (`<store>/config`).
@@ -502,8 +521,23 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
                 "must be within 0..=10000".into(),
             ));
         }
+        let fixed_port = listen.port() > 2;
+        let fast_listen_port_enable = match raw.fast_listen_port_enable {
+            Some(true) if listen.port() != 0 && !fixed_port => {
+                return Err(invalid(
+                    "fast_listen_port_enable",
+                    format!(
+                        "listen port {} leaves no port - 2 for the VIP listener",
+                        listen.port()
+                    ),
+                ));
+            }
+            Some(enabled) => enabled,
+            None => fixed_port,
+        };
         let ms = Duration::from_millis;
         Ok(BrokerConfig {
+            fast_listen_port_enable,
             broker_cluster_name: non_empty("broker_cluster_name", &raw.broker_cluster_name)?,
             broker_name: non_empty("broker_name", &raw.broker_name)?,
             broker_id: raw.broker_id,
@@ -657,5 +691,52 @@ mod tests {
             vec!["127.0.0.1:9876", "10.0.0.1:9876"]
         );
         assert!(!BrokerConfig::default().broker_ip.is_unspecified());
+    }
+
+    #[test]
+    fn vip_listener_defaults_on_for_a_fixed_port_only() {
+        let fixed = BrokerConfig::default();
+        assert!(fixed.fast_listen_port_enable);
+        let bound: SocketAddr = "127.0.0.1:10911".parse().expect("addr");
+        assert_eq!(
+            fixed.fast_listen_addr(bound),
+            Some("127.0.0.1:10909".parse().expect("addr"))
+        );
+        let any = BrokerConfig::try_from(RawBrokerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert!(!any.fast_listen_port_enable);
+        assert_eq!(
+            any.fast_listen_addr("127.0.0.1:40000".parse().expect("addr")),
+            None
+        );
+        let forced = BrokerConfig::try_from(RawBrokerConfig {
+            listen: "127.0.0.1:0".into(),
+            fast_listen_port_enable: Some(true),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            forced.fast_listen_addr("127.0.0.1:40000".parse().expect("addr")),
+            Some("127.0.0.1:39998".parse().expect("addr"))
+        );
+        assert_eq!(
+            forced.fast_listen_addr("127.0.0.1:2".parse().expect("addr")),
+            None
+        );
+        let off = BrokerConfig::try_from(RawBrokerConfig {
+            fast_listen_port_enable: Some(false),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(off.fast_listen_addr(bound), None);
+        assert!(BrokerConfig::try_from(RawBrokerConfig {
+            listen: "127.0.0.1:2".into(),
+            fast_listen_port_enable: Some(true),
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -85,6 +85,9 @@ struct Args {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless set).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// Also listen on listen port - 2 (RocketMQ's VIP port); default on for a fixed port.
+    #[arg(long, value_name = "BOOL")]
+    fast_listen_port_enable: Option<bool>,
 }
 
 impl Args {
@@ -115,6 +118,9 @@ impl Args {
         }
         if self.metrics_listen.is_some() {
             raw.metrics_listen = self.metrics_listen;
+        }
+        if self.fast_listen_port_enable.is_some() {
+            raw.fast_listen_port_enable = self.fast_listen_port_enable;
         }
     }
 }
