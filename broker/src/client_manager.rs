@@ -217,6 +217,21 @@ impl ClientRegistry {
             .unwrap_or_default()
     }
 
+    /// The live channel of consumer `client_id` in `group` (RocketMQ
+    /// `ConsumerManager.findChannel`), for forwarding GET_CONSUMER_RUNNING_INFO and
+    /// CONSUME_MESSAGE_DIRECTLY. Closed connections are skipped; if the client has several
+    /// live channels (it reconnected), the one with the latest heartbeat wins.
+    pub fn find_consumer_channel(&self, group: &str, client_id: &str) -> Option<ClientChannelInfo> {
+        self.consumers
+            .read()
+            .get(group)?
+            .channels
+            .values()
+            .filter(|c| c.client_id == client_id && !c.conn.is_closed())
+            .max_by_key(|c| c.last_update)
+            .cloned()
+    }
+
     /// A copy of the group's state.
     pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupInfo> {
         self.consumers.read().get(group).cloned()

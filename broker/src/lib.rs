@@ -5,7 +5,17 @@
 //! `<store>/config/`, starts the background tasks, serves the remoting protocol until the
 //! shutdown future resolves, then stops the tasks, persists the tables, unregisters from the
 //! NameServers and shuts the store down cleanly. Layering (STYLE.md §1): transport
-//! (`tern_common::remoting`) → [`dispatch`] → [`processor`] → domain services → [`store`].
+//! (`tern_common::remoting`) → [`BrokerServerHandler`] → [`dispatch`] → [`processor`] →
+//! domain services → [`store`].
+//!
+//! # Listeners
+//!
+//! The main listener is the one passed to [`run`]. With `fast_listen_port_enable` (on by
+//! default for a fixed listen port) a second listener on `listen port - 2` — RocketMQ's
+//! "fast"/VIP port, where Java clients older than 4.5 send with `vipChannelEnabled` — serves
+//! the same handler, pulls included (PROTOCOL.md §9.1). Failing to bind it is a warning, not
+//! fatal. Both stop together: the shutdown future answers parked pulls, then stops the VIP
+//! listener, while the main one stops.
 //!
 //! # Layout
 //! - [`config`]: two-stage configuration (`RawBrokerConfig` from TOML → validated `BrokerConfig`).
@@ -50,8 +60,9 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tern_common::protocol::SerializeType;
-use tern_common::remoting::{ClientConfig, RemotingClient, ServerConfig};
+use tern_common::protocol::{RemotingCommand, RequestCode, SerializeType};
+use tern_common::remoting::server::RequestHandler;
+use tern_common::remoting::{ClientConfig, Connection, RemotingClient, ServerConfig};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -96,6 +107,72 @@ const CLIENT_EXPIRY_SCAN: Duration = Duration::from_secs(10);
 /// Bound of the UNREGISTER_BROKER calls on shutdown.
 const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The broker's outermost request handler: answers the requests the broker forwards to a
+/// consumer's connection — GET_CONSUMER_RUNNING_INFO (307) and CONSUME_MESSAGE_DIRECTLY
+/// (309), see [`processor::admin::forward_to_consumer`] — and hands every other request to
+/// [`BrokerHandler`]. Errors are answered as the dispatcher answers them
+/// ([`dispatch::error_response`]); oneway requests are processed and not answered.
+#[derive(Debug, Clone)]
+pub struct BrokerServerHandler {
+    ctx: BrokerContext,
+    inner: BrokerHandler,
+}
+
+impl BrokerServerHandler {
+    /// A handler over `ctx`.
+    pub fn new(ctx: BrokerContext) -> Self {
+        BrokerServerHandler {
+            inner: BrokerHandler::new(ctx.clone()),
+            ctx,
+        }
+    }
+}
+
+impl RequestHandler for BrokerServerHandler {
+    fn handle(
+        &self,
+        conn: Connection,
+        request: RemotingCommand,
+    ) -> impl Future<Output = Option<RemotingCommand>> + Send {
+        let ctx = self.ctx.clone();
+        let inner = self.inner.clone();
+        async move {
+            let forwarded = matches!(
+                RequestCode::try_from(request.code),
+                Ok(RequestCode::GetConsumerRunningInfo | RequestCode::ConsumeMessageDirectly)
+            );
+            if !forwarded {
+                return inner.handle(conn, request).await;
+            }
+            let oneway = request.is_oneway();
+            let template = RemotingCommand {
+                code: request.code,
+                opaque: request.opaque,
+                serialize_type: request.serialize_type,
+                ..Default::default()
+            };
+            let result = if request.code == i32::from(RequestCode::GetConsumerRunningInfo) {
+                processor::admin::handle_get_consumer_running_info(&ctx, &conn, request).await
+            } else {
+                processor::admin::handle_consume_message_directly(&ctx, &conn, request).await
+            };
+            let response = match result {
+                Ok(response) => response,
+                Err(err) => Some(dispatch::error_response(&template, &err)),
+            };
+            if oneway {
+                None
+            } else {
+                response
+            }
+        }
+    }
+
+    fn on_connection_closed(&self, conn: &Connection) {
+        self.inner.on_connection_closed(conn);
+    }
+}
+
 /// One arrival event as forwarded from the store.
 type Arrival = (String, i32, i64, i64);
 
@@ -134,6 +211,21 @@ pub async fn run(
 ) -> Result<(), BrokerError> {
     let bound = listener.local_addr()?;
     let store_host = config.store_host(bound.port());
+    // Bound before the store opens, like the main listener, so early clients wait in the
+    // accept backlog instead of being refused.
+    let vip_listener = match config.fast_listen_addr(bound) {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(vip) => {
+                info!(addr = %addr, "vip channel listening (listen port - 2)");
+                Some(vip)
+            }
+            Err(err) => {
+                warn!(addr = %addr, cause = %err, "vip channel not started: binding listen port - 2 failed");
+                None
+            }
+        },
+        None => None,
+    };
     let config = Arc::new(config);
 
     let store_cfg = store_config(&config);
@@ -206,9 +298,16 @@ pub async fn run(
         });
         tasks.spawn(serve);
     }
+    let handler = Arc::new(metrics::Instrumented::new(
+        BrokerServerHandler::new(ctx.clone()),
+        metrics,
+    ));
+    let vip_stop = CancellationToken::new();
     // At shutdown, parked pulls are answered before the connections close (their answers
-    // are flushed with the connection), so no consumer waits out its pull timeout.
+    // are flushed with the connection), so no consumer waits out its pull timeout. Then the
+    // VIP listener is told to stop, together with the main one.
     let answer_ctx = ctx.clone();
+    let stop_vip = vip_stop.clone();
     let shutdown = async move {
         shutdown.await;
         let parked = answer_ctx.pull_hold.drain();
@@ -219,17 +318,22 @@ pub async fn run(
         for held in parked {
             processor::pull::answer_now(&answer_ctx, held);
         }
+        stop_vip.cancel();
     };
-    tern_common::remoting::run(
-        listener,
-        Arc::new(metrics::Instrumented::new(
-            BrokerHandler::new(ctx.clone()),
-            metrics,
-        )),
-        server_config,
-        shutdown,
-    )
-    .await;
+    let vip_server = {
+        let handler = Arc::clone(&handler);
+        let server_config = server_config.clone();
+        async move {
+            if let Some(vip) = vip_listener {
+                tern_common::remoting::run(vip, handler, server_config, vip_stop.cancelled_owned())
+                    .await;
+            }
+        }
+    };
+    tokio::join!(
+        tern_common::remoting::run(listener, handler, server_config, shutdown),
+        vip_server
+    );
 
     let stopping = Instant::now();
     info!("broker stopping");

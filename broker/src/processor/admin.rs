@@ -1,9 +1,11 @@
-//! Admin requests (PROTOCOL.md §2.5): topics, subscription groups, statistics, connections
-//! and offset reset.
+//! Admin requests (PROTOCOL.md §2.5): topics, subscription groups, statistics, connections,
+//! offset reset, and the requests forwarded to a consumer (GET_CONSUMER_RUNNING_INFO,
+//! CONSUME_MESSAGE_DIRECTLY).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use tern_common::message::{is_system_topic, validate_topic};
+use tern_common::message::{decode_offset_msg_id, is_system_topic, validate_topic};
 use tern_common::protocol::body::encode_body;
 use tern_common::protocol::body::{
     Connection as ConnectionBody, ConsumeStats, ConsumerConnection, KVTable, MqMap, OffsetWrapper,
@@ -12,14 +14,16 @@ use tern_common::protocol::body::{
 };
 use tern_common::protocol::command::TERN_VERSION;
 use tern_common::protocol::header::{
-    CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
+    ConsumeMessageDirectlyResultRequestHeader, CreateTopicRequestHeader,
+    DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
     GetAllTopicConfigResponseHeader, GetConsumeStatsRequestHeader,
-    GetConsumerConnectionListRequestHeader, GetProducerConnectionListRequestHeader,
-    GetTopicConfigRequestHeader, GetTopicStatsInfoRequestHeader,
-    ResetConsumerClientOffsetRequestHeader, ResetOffsetRequestHeader,
+    GetConsumerConnectionListRequestHeader, GetConsumerRunningInfoRequestHeader,
+    GetProducerConnectionListRequestHeader, GetTopicConfigRequestHeader,
+    GetTopicStatsInfoRequestHeader, ResetConsumerClientOffsetRequestHeader,
+    ResetOffsetRequestHeader,
 };
 use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode};
-use tern_common::remoting::Connection;
+use tern_common::remoting::{Connection, RemotingError};
 use tern_common::route::{MessageQueue, TopicConfig, TopicFilterType};
 use tracing::{debug, info};
 
@@ -508,4 +512,128 @@ pub async fn handle_delete_subscription_group(
     let header: DeleteSubscriptionGroupRequestHeader = request.decode_header()?;
     ctx.groups.remove(&header.group_name)?;
     Ok(Some(success(&request)))
+}
+
+/// How long a request forwarded to a client waits for its answer (Java
+/// `Broker2Client.callClient`, 10 s); past it the admin gets CONSUME_MSG_TIMEOUT (207).
+pub const FORWARD_TO_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// GET_CONSUMER_RUNNING_INFO (307): forwarded to consumer `clientId` of `consumerGroup` on
+/// its own connection (PROTOCOL.md §2.5, Java `AdminBrokerProcessor.getConsumerRunningInfo`);
+/// the client's answer (a ConsumerRunningInfo body) is returned unchanged.
+///
+/// # Errors
+/// Header errors; see [`forward_to_consumer`] for the answers when the client is not online,
+/// times out or fails.
+pub async fn handle_get_consumer_running_info(
+    ctx: &BrokerContext,
+    _conn: &Connection,
+    request: RemotingCommand,
+) -> ProcessorResult {
+    let header: GetConsumerRunningInfoRequestHeader = request.decode_header()?;
+    forward_to_consumer(
+        ctx,
+        &request,
+        &header.consumer_group,
+        &header.client_id,
+        FORWARD_TO_CLIENT_TIMEOUT,
+    )
+    .await
+}
+
+/// CONSUME_MESSAGE_DIRECTLY (309): adds extField `brokerName`, puts the stored record named
+/// by the offset `msgId` into the body (Java `AdminBrokerProcessor.consumeMessageDirectly`),
+/// and forwards the request to consumer `clientId` of `consumerGroup`; the client's answer (a
+/// ConsumeMessageDirectlyResult body) is returned unchanged. A `msgId` that is not an offset
+/// message id of a stored record keeps the request's own body; with no body either it is
+/// refused.
+///
+/// # Errors
+/// Header errors; SYSTEM_ERROR `can not find message by the msgId, <id>` when there is no
+/// message to consume; otherwise as [`forward_to_consumer`].
+pub async fn handle_consume_message_directly(
+    ctx: &BrokerContext,
+    _conn: &Connection,
+    mut request: RemotingCommand,
+) -> ProcessorResult {
+    let header: ConsumeMessageDirectlyResultRequestHeader = request.decode_header()?;
+    request
+        .ext_fields
+        .insert("brokerName".into(), ctx.config.broker_name.clone());
+    let msg_id = header.msg_id.unwrap_or_default();
+    let record = decode_offset_msg_id(&msg_id)
+        .ok()
+        .and_then(|(_, phy_offset)| ctx.store.read_record(phy_offset));
+    match record {
+        Some(record) => request.body = record,
+        None if request.body.is_empty() => {
+            return Err(reject(
+                ResponseCode::SystemError,
+                format!("can not find message by the msgId, {msg_id}"),
+            ));
+        }
+        None => {}
+    }
+    let client_id = header.client_id.unwrap_or_default();
+    forward_to_consumer(
+        ctx,
+        &request,
+        &header.consumer_group,
+        &client_id,
+        FORWARD_TO_CLIENT_TIMEOUT,
+    )
+    .await
+}
+
+/// Sends a **new** request with `request`'s code, extFields and body to the connection of
+/// consumer `client_id` of `group` (known from its HEART_BEAT) and waits up to `timeout` for
+/// the answer, which is returned unchanged (its code, remark, extFields and body; the
+/// transport gives it the admin request's opaque). Java `AdminBrokerProcessor.callConsumer`.
+/// The wait holds one of the admin connection's in-flight permits, which bounds how many
+/// forwards one connection can have outstanding.
+///
+/// # Errors
+/// SYSTEM_ERROR `The Consumer <group> <clientId> not online` when no live channel is known;
+/// CONSUME_MSG_TIMEOUT (207) `consumer <group> <clientId> Timeout: ...` when the client did not
+/// answer in time; SYSTEM_ERROR `invoke consumer <group> <clientId> Exception: ...` when the
+/// connection closed or the request could not be sent.
+pub async fn forward_to_consumer(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+    group: &str,
+    client_id: &str,
+    timeout: Duration,
+) -> ProcessorResult {
+    let Some(channel) = ctx.clients.find_consumer_channel(group, client_id) else {
+        return Err(reject(
+            ResponseCode::SystemError,
+            format!("The Consumer <{group}> <{client_id}> not online"),
+        ));
+    };
+    let mut forwarded = RemotingCommand::request_empty(request.code);
+    forwarded.ext_fields = request.ext_fields.clone();
+    forwarded.body = request.body.clone();
+    match channel.conn.invoke(forwarded, timeout).await {
+        Ok(answer) => {
+            debug!(
+                group,
+                client_id,
+                code = request.code,
+                answer = answer.code,
+                "forwarded to consumer"
+            );
+            Ok(Some(answer))
+        }
+        Err(RemotingError::Timeout { .. }) => Err(reject(
+            ResponseCode::ConsumeMsgTimeout,
+            format!(
+                "consumer <{group}> <{client_id}> Timeout: no answer within {} ms",
+                timeout.as_millis()
+            ),
+        )),
+        Err(err) => Err(reject(
+            ResponseCode::SystemError,
+            format!("invoke consumer <{group}> <{client_id}> Exception: {err}"),
+        )),
+    }
 }
