@@ -148,6 +148,12 @@ async fn route(
         C::DeleteSubscriptiongroup => {
             admin::handle_delete_subscription_group(ctx, conn, request).await
         }
+        C::GetConsumerRunningInfo => {
+            admin::handle_get_consumer_running_info(ctx, conn, request).await
+        }
+        C::ConsumeMessageDirectly => {
+            admin::handle_consume_message_directly(ctx, conn, request).await
+        }
         C::EndTransaction => transaction::handle_end_transaction(ctx, conn, request).await,
         C::ConsumerSendMsgBack => schedule::handle_consumer_send_msg_back(ctx, conn, request).await,
         _ => Ok(Some(not_supported(&request))),

@@ -5,7 +5,7 @@
 //! `<store>/config/`, starts the background tasks, serves the remoting protocol until the
 //! shutdown future resolves, then stops the tasks, persists the tables, unregisters from the
 //! NameServers and shuts the store down cleanly. Layering (STYLE.md §1): transport
-//! (`tern_common::remoting`) → [`BrokerServerHandler`] → [`dispatch`] → [`processor`] →
+//! (`tern_common::remoting`) → [`dispatch`] → [`processor`] →
 //! domain services → [`store`].
 //!
 //! # Listeners
@@ -60,9 +60,8 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tern_common::protocol::{RemotingCommand, RequestCode, SerializeType};
-use tern_common::remoting::server::RequestHandler;
-use tern_common::remoting::{ClientConfig, Connection, RemotingClient, ServerConfig};
+use tern_common::protocol::SerializeType;
+use tern_common::remoting::{ClientConfig, RemotingClient, ServerConfig};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -106,72 +105,6 @@ const HOLD_OFFSET_CHECK: Duration = Duration::from_secs(5);
 const CLIENT_EXPIRY_SCAN: Duration = Duration::from_secs(10);
 /// Bound of the UNREGISTER_BROKER calls on shutdown.
 const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The broker's outermost request handler: answers the requests the broker forwards to a
-/// consumer's connection — GET_CONSUMER_RUNNING_INFO (307) and CONSUME_MESSAGE_DIRECTLY
-/// (309), see [`processor::admin::forward_to_consumer`] — and hands every other request to
-/// [`BrokerHandler`]. Errors are answered as the dispatcher answers them
-/// ([`dispatch::error_response`]); oneway requests are processed and not answered.
-#[derive(Debug, Clone)]
-pub struct BrokerServerHandler {
-    ctx: BrokerContext,
-    inner: BrokerHandler,
-}
-
-impl BrokerServerHandler {
-    /// A handler over `ctx`.
-    pub fn new(ctx: BrokerContext) -> Self {
-        BrokerServerHandler {
-            inner: BrokerHandler::new(ctx.clone()),
-            ctx,
-        }
-    }
-}
-
-impl RequestHandler for BrokerServerHandler {
-    fn handle(
-        &self,
-        conn: Connection,
-        request: RemotingCommand,
-    ) -> impl Future<Output = Option<RemotingCommand>> + Send {
-        let ctx = self.ctx.clone();
-        let inner = self.inner.clone();
-        async move {
-            let forwarded = matches!(
-                RequestCode::try_from(request.code),
-                Ok(RequestCode::GetConsumerRunningInfo | RequestCode::ConsumeMessageDirectly)
-            );
-            if !forwarded {
-                return inner.handle(conn, request).await;
-            }
-            let oneway = request.is_oneway();
-            let template = RemotingCommand {
-                code: request.code,
-                opaque: request.opaque,
-                serialize_type: request.serialize_type,
-                ..Default::default()
-            };
-            let result = if request.code == i32::from(RequestCode::GetConsumerRunningInfo) {
-                processor::admin::handle_get_consumer_running_info(&ctx, &conn, request).await
-            } else {
-                processor::admin::handle_consume_message_directly(&ctx, &conn, request).await
-            };
-            let response = match result {
-                Ok(response) => response,
-                Err(err) => Some(dispatch::error_response(&template, &err)),
-            };
-            if oneway {
-                None
-            } else {
-                response
-            }
-        }
-    }
-
-    fn on_connection_closed(&self, conn: &Connection) {
-        self.inner.on_connection_closed(conn);
-    }
-}
 
 /// One arrival event as forwarded from the store.
 type Arrival = (String, i32, i64, i64);
@@ -299,7 +232,7 @@ pub async fn run(
         tasks.spawn(serve);
     }
     let handler = Arc::new(metrics::Instrumented::new(
-        BrokerServerHandler::new(ctx.clone()),
+        BrokerHandler::new(ctx.clone()),
         metrics,
     ));
     let vip_stop = CancellationToken::new();
