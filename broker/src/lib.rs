@@ -197,6 +197,10 @@ pub async fn run(
     store.add_arrival_listener(Arc::new(move |ev: &store::ArrivalEvent| {
         let _ = arrival_tx.try_send((ev.topic.clone(), ev.queue_id, ev.queue_offset, ev.tags_code));
     }));
+    let flush_metrics = Arc::clone(&ctx.metrics);
+    store.set_flush_observer(Arc::new(move |elapsed| {
+        flush_metrics.observe_flush(elapsed)
+    }));
     tasks.spawn(arrival_task(ctx.clone(), arrival_rx, token.clone()));
     tasks.spawn(hold_check_task(ctx.clone(), token.clone()));
     tasks.spawn(offset_persist_task(ctx.clone(), token.clone()));

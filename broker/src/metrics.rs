@@ -23,6 +23,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tern_common::metrics::{RequestMetrics, RequestObserver};
 use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode};
@@ -83,6 +84,7 @@ pub struct BrokerMetrics {
     store_writable: Gauge,
     disk_used_ratio_permille: Gauge,
     flush_timeouts_total: Counter,
+    flush_duration: Histogram,
     check_backs: Family<CheckLabels, Counter>,
     started: Instant,
     uptime: Gauge,
@@ -211,6 +213,14 @@ impl BrokerMetrics {
             "SYNC_FLUSH sends answered FLUSH_DISK_TIMEOUT",
             flush_timeouts_total.clone(),
         );
+        // 20 doubling buckets from 50 µs (an msync of a few pages) to ~26 s (a stalled disk).
+        let flush_duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 20));
+        r.register(
+            "store_flush_duration_seconds",
+            "Time of each CommitLog flush (msync/fdatasync; one per group commit under \
+             SYNC_FLUSH), seconds",
+            flush_duration.clone(),
+        );
         let check_backs = Family::<CheckLabels, Counter>::default();
         r.register(
             "transaction_check_backs",
@@ -245,10 +255,16 @@ impl BrokerMetrics {
             store_writable,
             disk_used_ratio_permille,
             flush_timeouts_total,
+            flush_duration,
             check_backs,
             started: Instant::now(),
             uptime,
         }
+    }
+
+    /// Records one CommitLog flush that took `elapsed` (the store's flush observer).
+    pub fn observe_flush(&self, elapsed: Duration) {
+        self.flush_duration.observe(elapsed.as_secs_f64());
     }
 
     /// The label for `topic`, or `_other` once [`MAX_TOPIC_LABELS`] topics have series.

@@ -379,6 +379,22 @@ async fn pull_status_codes_and_long_polling() -> Result<()> {
         scraped.contains("tern_broker_topic_messages_out_total{topic=\"Polled\"} 1\n"),
         "{scraped}"
     );
+    // The send was flushed by the ASYNC_FLUSH thread (every 500 ms by default), and each
+    // CommitLog flush lands in the flush-duration histogram.
+    let mut flushes = 0.0_f64;
+    for _ in 0..40 {
+        let scraped = scrape_metrics(metrics_addr).await?;
+        flushes = scraped
+            .lines()
+            .find_map(|l| l.strip_prefix("tern_broker_store_flush_duration_seconds_count "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if flushes > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flushes > 0.0, "no CommitLog flush was observed");
 
     // A suspended pull whose hold time passes answers 19.
     let resp = c

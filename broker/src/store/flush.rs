@@ -57,8 +57,12 @@ impl Inner {
     /// `None` on failure, after failing every pending request.
     fn flush_commit_log_once(&self) -> Option<usize> {
         let store_timestamp = self.commit_log.last_store_timestamp();
+        let started = std::time::Instant::now();
         match self.commit_log.flush() {
             Ok(flushed) => {
+                if let Some(observe) = self.flush_observer.read().as_ref() {
+                    observe(started.elapsed());
+                }
                 if store_timestamp > 0 {
                     self.checkpoint.set_physic_msg_timestamp(store_timestamp);
                 }

@@ -422,6 +422,10 @@ pub struct ArrivalEvent {
 /// A callback run by the reput thread for each dispatched message; must be quick.
 pub type ArrivalListener = Arc<dyn Fn(&ArrivalEvent) + Send + Sync>;
 
+/// A callback run by the flush thread after each successful CommitLog flush (`msync` /
+/// `fdatasync`) with how long it took; must be quick (metrics use it for a histogram).
+pub type FlushObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// Runtime counters and positions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreStats {
@@ -508,6 +512,7 @@ struct Inner {
     checkpoint: StoreCheckpoint,
     flags: RunningFlags,
     listeners: RwLock<Arc<Vec<ArrivalListener>>>,
+    flush_observer: RwLock<Option<FlushObserver>>,
     dispatched: AtomicI64,
     dispatched_store_timestamp: AtomicI64,
     dispatch_lock: Mutex<()>,
@@ -737,6 +742,7 @@ impl MessageStore {
             checkpoint,
             flags: RunningFlags::default(),
             listeners: RwLock::new(Arc::new(Vec::new())),
+            flush_observer: RwLock::new(None),
             dispatched: AtomicI64::new(0),
             dispatched_store_timestamp: AtomicI64::new(0),
             dispatch_lock: Mutex::new(()),
@@ -1178,6 +1184,12 @@ impl MessageStore {
         let mut next: Vec<ArrivalListener> = listeners.iter().cloned().collect();
         next.push(f);
         *listeners = Arc::new(next);
+    }
+
+    /// Sets the callback told the duration of every successful CommitLog flush (replacing
+    /// any earlier one).
+    pub fn set_flush_observer(&self, f: FlushObserver) {
+        *self.inner.flush_observer.write() = Some(f);
     }
 
     /// Whether appends are accepted.
