@@ -61,14 +61,13 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     paths.len()
 }
 
-/// Found by `header_json` (input kept in `fuzz/regressions/header_json-msgpack-nested-maps`):
-/// a MessagePack header whose unknown field nests maps about a thousand deep. rmp-serde stops
-/// at depth 1024, but skipping the ignored value recurses once per level, and in a debug build
-/// those frames overflow a 2 MiB thread stack (a tokio worker's default), aborting the process.
-/// Release builds survive. Ignored until `decode_msgpack` bounds the depth; then it becomes a
-/// seed.
+/// Regression, found by `header_json` (input kept in
+/// `fuzz/regressions/header_json-msgpack-nested-maps`): a MessagePack header whose unknown
+/// field nests maps about a thousand deep. rmp-serde's default limit is 1024 levels, and
+/// skipping the ignored value recursed once per level, which overflowed a 2 MiB thread stack
+/// (a tokio worker's default) in debug builds and aborted the process. The decoder now stops
+/// at `MSGPACK_MAX_DEPTH` (32) levels with an error.
 #[test]
-#[ignore = "aborts debug builds with a stack overflow: nested MessagePack header (docs/testing.md)"]
 fn header_json_survives_deeply_nested_msgpack_on_a_2_mib_stack() {
     let data = include_bytes!("../../fuzz/regressions/header_json-msgpack-nested-maps");
     let run = std::thread::Builder::new()

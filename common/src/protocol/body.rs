@@ -79,7 +79,7 @@ pub fn encode_body<T: Serialize>(value: &T, ser: SerializeType) -> Result<Bytes,
 pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], ser: SerializeType) -> Result<T, BodyError> {
     match ser {
         SerializeType::Json | SerializeType::RocketMq => Ok(from_json_lenient(bytes)?),
-        SerializeType::MsgPack => Ok(rmp_serde::from_slice(bytes)?),
+        SerializeType::MsgPack => Ok(super::codec::msgpack_from_slice(bytes)?),
     }
 }
 

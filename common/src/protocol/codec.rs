@@ -574,8 +574,23 @@ fn encode_msgpack(cmd: &RemotingCommand) -> Result<Vec<u8>, CodecError> {
     Ok(rmp_serde::to_vec_named(&header)?)
 }
 
+/// Deepest MessagePack nesting accepted from the network. A header nests two levels and the
+/// deepest structured body (a heartbeat's subscription tag sets) about six; `rmp-serde`'s own
+/// limit (1024) lets a hostile frame of nested maps under an unknown field exhaust a 2 MiB
+/// tokio worker stack in debug builds, since skipping each level takes a stack frame.
+pub(crate) const MSGPACK_MAX_DEPTH: usize = 32;
+
+/// `rmp_serde::from_slice` with [`MSGPACK_MAX_DEPTH`].
+pub(crate) fn msgpack_from_slice<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MSGPACK_MAX_DEPTH);
+    T::deserialize(&mut de)
+}
+
 fn decode_msgpack(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
-    let header: MsgPackHeader = rmp_serde::from_slice(bytes)?;
+    let header: MsgPackHeader = msgpack_from_slice(bytes)?;
     Ok(RemotingCommand {
         code: header.code,
         language: header
