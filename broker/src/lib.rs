@@ -101,6 +101,39 @@ const ARRIVAL_CHANNEL_CAPACITY: usize = 65_536;
 const HOLD_TIMEOUT_CHECK: Duration = Duration::from_millis(200);
 /// How often held pulls are checked against the queues' max offsets (long polling).
 const HOLD_OFFSET_CHECK: Duration = Duration::from_secs(5);
+/// Blocks until the store has dispatched everything appended before it opened. Gives up with a
+/// warning once dispatch makes no progress for [`DISPATCH_STALL_LIMIT`] (a record it cannot
+/// decode), so a damaged store still starts and serves what it can.
+fn wait_for_dispatch(store: &MessageStore) {
+    let target = store.max_phy_offset();
+    let started = std::time::Instant::now();
+    let mut last = store.dispatched_phy_offset();
+    let mut last_progress = std::time::Instant::now();
+    while !store.wait_dispatched(target, Duration::from_millis(500)) {
+        let now = store.dispatched_phy_offset();
+        if now > last {
+            last = now;
+            last_progress = std::time::Instant::now();
+        } else if last_progress.elapsed() >= DISPATCH_STALL_LIMIT {
+            warn!(
+                dispatched = now,
+                target, "dispatch stalled at startup; serving without waiting for it"
+            );
+            return;
+        }
+    }
+    if started.elapsed() >= Duration::from_millis(100) {
+        info!(
+            target,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "dispatch caught up with the commit log"
+        );
+    }
+}
+
+/// How long startup waits for a dispatch that makes no progress.
+const DISPATCH_STALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// How often client channels are checked for expiry.
 const CLIENT_EXPIRY_SCAN: Duration = Duration::from_secs(10);
 /// Bound of the UNREGISTER_BROKER calls on shutdown.
@@ -165,6 +198,14 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || MessageStore::open(store_cfg))
         .await
         .map_err(std::io::Error::other)??;
+    // As RocketMQ's DefaultMessageStore.start does, let the reput finish dispatching what the
+    // previous run appended before anything reads ConsumeQueues or the index: the transaction
+    // service rebuilds its resolved set from the op queue and looks commits up by key, so a
+    // stale view after a crash would commit a transaction twice.
+    let catch_up = Arc::clone(&store);
+    tokio::task::spawn_blocking(move || wait_for_dispatch(&catch_up))
+        .await
+        .map_err(std::io::Error::other)?;
     let topics = Arc::new(TopicConfigTable::load(&config)?);
     let groups = Arc::new(SubscriptionGroupTable::load(&config)?);
     let offsets = Arc::new(ConsumerOffsetTable::load(&config)?);
