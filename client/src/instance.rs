@@ -471,6 +471,7 @@ impl ClientInstance {
                 debug!(%topic, error = %err, "route refresh failed; keeping the old route");
             }
         }
+        self.heartbeat_if_brokers_changed().await;
     }
 
     // ----- heartbeats ----------------------------------------------------------------
@@ -528,6 +529,23 @@ impl ClientInstance {
             }
         });
         futures::future::join_all(sends).await;
+    }
+
+    /// Sends a HEART_BEAT to the one broker at `addr` now and waits for its answer. Used
+    /// when that broker does not know this client (GET_CONSUMER_LIST_BY_GROUP failed or left
+    /// this client out): it was down at start, or restarted at the same address, so the
+    /// change-triggered heartbeat never reached the running process (Java sends
+    /// `sendHeartbeatToAllBrokerWithLock` before every rebalance for the same reason).
+    ///
+    /// # Errors
+    /// [`ClientError::Body`] if the heartbeat cannot be encoded; transport errors and error
+    /// codes of the broker.
+    pub(crate) async fn send_heartbeat_to(&self, addr: &str) -> Result<()> {
+        let body = self.encode(&self.heartbeat_data())?;
+        let req = request(RequestCode::HeartBeat, ExtFields::new()).with_body(body);
+        self.invoke_ok(addr, req, self.config.rpc_timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Heartbeats at once when routes revealed broker addresses not heartbeated yet, so a

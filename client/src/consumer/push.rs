@@ -654,7 +654,6 @@ impl PushInner {
                     continue;
                 }
             };
-            rt.instance.heartbeat_if_brokers_changed().await;
             retry_soon |= self.update_queues(&rt, topic, assigned).await;
         }
         retry_soon
@@ -966,6 +965,11 @@ impl PushInner {
                 Ok(r) => r,
                 Err(err) => {
                     debug!(mq = %entry.mq, error = %err, "pull failed");
+                    if matches!(err, ClientError::Remoting { .. }) {
+                        // The broker may be restarting: the next rebalance makes sure the new
+                        // process knows this client (heartbeat) as soon as it answers.
+                        self.rebalance_now.notify_one();
+                    }
                     backoff = if err.response_code() == Some(i32::from(ResponseCode::FlowControl)) {
                         Duration::from_millis(20)
                     } else {

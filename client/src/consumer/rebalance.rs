@@ -9,6 +9,7 @@
 
 use tern_common::message::is_retry_topic;
 use tern_common::route::MessageQueue;
+use tracing::debug;
 
 use super::allocate::AllocateStrategy;
 use super::api;
@@ -19,8 +20,13 @@ use crate::instance::ClientInstance;
 
 /// The queues of `topic` this client owns now.
 ///
+/// Before asking a broker for the group's members it makes sure the broker knows this
+/// client: a heartbeat goes to brokers the routes revealed since the last one, and to the
+/// asked broker when its list fails or lacks this client (then the list is read once more).
+///
 /// # Errors
-/// No route for the topic, no broker address, or the consumer list could not be read.
+/// No route for the topic, no broker address, the heartbeat to the asked broker failed, or
+/// the consumer list could not be read.
 pub(crate) async fn assigned_queues(
     instance: &ClientInstance,
     group: &str,
@@ -42,7 +48,21 @@ pub(crate) async fn assigned_queues(
         .ok_or_else(|| ClientError::NoRoute {
             topic: topic.to_string(),
         })?;
-    let mut client_ids = api::consumer_ids(instance, &addr, group).await?;
+    // A route that just appeared names brokers this client has not heartbeated yet.
+    instance.heartbeat_if_brokers_changed().await;
+    let mut client_ids = match api::consumer_ids(instance, &addr, group).await {
+        Ok(ids) if ids.contains(&instance.client_id) => ids,
+        first => {
+            // The broker does not know this client: it was down when the route appeared or
+            // restarted at the same address since the last heartbeat. Heartbeat it and ask
+            // again rather than wait for the periodic heartbeat (30 s).
+            if let Err(err) = &first {
+                debug!(broker = %addr, %group, error = %err, "consumer list failed; heartbeating");
+            }
+            instance.send_heartbeat_to(&addr).await?;
+            api::consumer_ids(instance, &addr, group).await?
+        }
+    };
     client_ids.sort();
     client_ids.dedup();
     Ok(strategy.allocate(&instance.client_id, &queues, &client_ids))
