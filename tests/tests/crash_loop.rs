@@ -626,6 +626,11 @@ async fn transactions_survive_kill_9_at_most_once() -> Result<()> {
     let mut rng = SplitMix64(seed);
 
     let dir = tempfile::tempdir()?;
+    // With TERN_CRASH_KEEP_DIR set, the store and logs outlive the test for inspection.
+    let _kept = std::env::var_os("TERN_CRASH_KEEP_DIR").map(|_| {
+        println!("transactional crash loop: keeping {}", dir.path().display());
+        KeepDir(dir.path().to_path_buf())
+    });
     let namesrv = start_nameserver(dir.path(), &[])?;
     let args = broker_args();
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -724,11 +729,15 @@ async fn transactions_survive_kill_9_at_most_once() -> Result<()> {
             )
         })?;
         for (body, count) in &delivered {
-            ensure!(
-                *count == 1,
-                "{label}: invariant 6: {:?} delivered {count} times",
-                String::from_utf8_lossy(body)
-            );
+            if *count != 1 {
+                let copies = describe_copies(&reader, &queues, body).await;
+                bail!(
+                    "{label}: invariant 6: {:?} delivered {count} times:\n{copies}\nstore: {}\nlog:\n{}",
+                    String::from_utf8_lossy(body),
+                    dir.path().display(),
+                    broker.log_tail(60)
+                );
+            }
             ensure!(
                 decision(body).1 == LocalTransactionState::Commit,
                 "{label}: invariant 6: rolled-back {:?} delivered",
@@ -755,6 +764,50 @@ async fn transactions_survive_kill_9_at_most_once() -> Result<()> {
     broker.stop();
     drop(namesrv);
     Ok(())
+}
+
+/// Copies `dir` aside when dropped (the test's temp dir is removed right after), so a failed
+/// run leaves its store and logs at `<dir>.kept` for inspection.
+struct KeepDir(std::path::PathBuf);
+
+impl Drop for KeepDir {
+    fn drop(&mut self) {
+        let target = self.0.with_extension("kept");
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&self.0)
+            .arg(&target)
+            .status();
+        println!(
+            "kept the test directory at {} ({status:?})",
+            target.display()
+        );
+    }
+}
+
+/// Every stored copy of `body` in the transactional topic: where it is and which half record
+/// (CommitLog offset) its commit named, for diagnosing a duplicate.
+async fn describe_copies(reader: &PullConsumer, queues: &[MessageQueue], body: &[u8]) -> String {
+    let mut out = String::new();
+    for mq in queues {
+        let Ok(contents) = read_queue(reader, mq).await else {
+            continue;
+        };
+        for m in contents.messages.iter().filter(|m| m.message.body == body) {
+            out.push_str(&format!(
+                "  queue {} offset {} phy {} stored {} born {} prepared offset {} uniq {:?}\n",
+                m.queue_id,
+                m.queue_offset,
+                m.phy_offset,
+                m.store_timestamp,
+                m.born_timestamp,
+                m.prepared_transaction_offset,
+                m.message
+                    .property(tern_common::message::property_key::UNIQ_KEY)
+            ));
+        }
+    }
+    out
 }
 
 /// Reads every queue of the transactional topic and counts each body.

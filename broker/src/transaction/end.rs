@@ -2,7 +2,9 @@
 //! 4–6), guarded by the claim of [`super::state`] so a transaction is resolved once.
 
 use tern_common::message::record::{decode_record, sys_flag, RecordRef};
-use tern_common::message::{decode_properties, encode_properties, property_key};
+use tern_common::message::{
+    decode_properties, encode_properties, property_key, RMQ_SYS_TRANS_HALF_TOPIC,
+};
 use tern_common::protocol::header::EndTransactionRequestHeader;
 use tern_common::protocol::{RemotingCommand, ResponseCode};
 use tern_common::remoting::Connection;
@@ -10,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::{
     append_op, bump, derive_record, is_half_topic, origin_of, service, Claim, TransactionService,
+    HALF_QUEUE_ID,
 };
 use crate::context::BrokerContext;
 use crate::error::ProcessorError;
@@ -84,7 +87,7 @@ pub(super) async fn handle(
         }
     }
     if commit {
-        if let Err(err) = append_commit(ctx, service, &rec).await {
+        if let Err(err) = append_commit(ctx, service, &rec, origin).await {
             service.state.lock().release(origin);
             return Err(err);
         }
@@ -143,12 +146,20 @@ fn validate(
     Ok(())
 }
 
-/// §5.3 step 4: appends the committed message unless a previous broker process already did
-/// (a half record older than this process, committed just before a crash).
+/// §5.3 step 4: appends the committed message unless a previous broker process already did.
+///
+/// The in-memory state only knows resolutions of this process and those whose op record
+/// survived; a previous process may have appended the COMMIT and crashed before its op record.
+/// So whenever the transaction's *origin* half record (not the record named, which may be a
+/// check-back copy appended after the restart) was written before this process started, the
+/// key index is asked for a COMMIT of the same `UNIQ_KEY` first. Refuses (SYSTEM_ERROR; the
+/// check-back asks again) while the dispatch has not indexed everything the previous process
+/// wrote.
 async fn append_commit(
     ctx: &BrokerContext,
     service: &TransactionService,
     rec: &RecordRef<'_>,
+    origin: i64,
 ) -> Result<(), ProcessorError> {
     let real_topic = rec
         .property(property_key::REAL_TOPIC)
@@ -159,12 +170,29 @@ async fn append_commit(
         .and_then(|q| q.trim().parse().ok())
         .filter(|q| *q >= 0)
         .ok_or_else(|| reject(ResponseCode::SystemError, "half message without REAL_QID"))?;
-    if rec.phy_offset < service.start_phy_offset && already_committed(ctx, rec, real_topic) {
-        warn!(
-            real_topic,
-            "commit found from before the restart; not appending it again"
-        );
-        return Ok(());
+    let origin_phy = if origin == rec.queue_offset {
+        rec.phy_offset
+    } else {
+        origin_phy_offset(ctx, origin)
+    };
+    if origin_phy < service.start_phy_offset {
+        if ctx.store.dispatched_phy_offset() < service.start_phy_offset {
+            return Err(reject(
+                ResponseCode::SystemError,
+                "the index is not caught up after the restart; try again",
+            ));
+        }
+        if already_committed(ctx, rec, real_topic) {
+            warn!(
+                origin,
+                real_topic,
+                uniq_key = rec.uniq_key().unwrap_or_default(),
+                named_queue_offset = rec.queue_offset,
+                named_record_is_new = rec.phy_offset >= service.start_phy_offset,
+                "commit found from before the restart; not appending it again"
+            );
+            return Ok(());
+        }
     }
     let mut props = decode_properties(rec.properties);
     for key in STRIPPED_ON_COMMIT {
@@ -205,6 +233,27 @@ async fn append_commit(
             format!("commit append failed: {other:?}"),
         )),
     }
+}
+
+/// CommitLog offset of the half record at half queue offset `origin`, or `i64::MIN` when it is
+/// gone (retention) or unreadable, which makes the caller treat it as written by an earlier
+/// process and check the index (the safe side).
+fn origin_phy_offset(ctx: &BrokerContext, origin: i64) -> i64 {
+    let result = ctx.store.get_message(
+        RMQ_SYS_TRANS_HALF_TOPIC,
+        HALF_QUEUE_ID,
+        origin,
+        1,
+        super::SCAN_BATCH_BYTES,
+        &|_| true,
+    );
+    result
+        .messages
+        .iter()
+        .zip(&result.message_queue_offsets)
+        .find(|(_, q)| **q == origin)
+        .and_then(|(bytes, _)| decode_record(bytes, false).ok().map(|r| r.phy_offset))
+        .unwrap_or(i64::MIN)
 }
 
 /// Whether a COMMIT record of this transaction (same `UNIQ_KEY` and producer group) is in

@@ -18,9 +18,11 @@
 //! [`TransactionState`] serialises concurrent END_TRANSACTIONs (a producer retry racing a
 //! check-back answer), resolved origins are remembered (and persisted with the scan progress
 //! in `<store>/config/transaction`; resolutions after the last snapshot are replayed from the
-//! op queue at start). A half record written before this broker process started may have been
-//! committed just before a crash, before its op record landed: for those the commit first
-//! looks for an existing COMMIT record of the same `UNIQ_KEY` in the real topic's index.
+//! op queue at start). A transaction whose *origin* half record was written before this broker
+//! process started may have been committed just before a crash, before its op record landed —
+//! whichever record the END_TRANSACTION names, including a check-back copy appended after the
+//! restart: for those the commit first looks for an existing COMMIT record of the same
+//! `UNIQ_KEY` in the real topic's index.
 //!
 //! # Layout
 //! - [`state`]: resolved/copied/in-flight bookkeeping and its snapshot (pure, unit-tested).
@@ -92,8 +94,8 @@ pub struct TransactionStats {
 pub struct TransactionService {
     state: Mutex<TransactionState>,
     snapshot_path: PathBuf,
-    /// CommitLog end when this process opened the store: half records below it may have been
-    /// committed by a previous process without an op record.
+    /// CommitLog end when this process opened the store: a transaction whose origin half
+    /// record lies below it may have been committed by a previous process without an op record.
     start_phy_offset: i64,
     /// Serialises snapshot writes (from the check loop and shutdown).
     persist_lock: Mutex<()>,
@@ -120,8 +122,11 @@ impl TransactionService {
         let snapshot: TransactionSnapshot =
             crate::snapshot::load(&snapshot_path)?.unwrap_or_default();
         let mut state = TransactionState::from_snapshot(&snapshot);
-        let replayed = replay_op_queue(store, &mut state);
+        let start_half_offset = store.max_offset_in_queue(RMQ_SYS_TRANS_HALF_TOPIC, HALF_QUEUE_ID);
+        let replayed = replay_op_queue(store, &mut state, start_half_offset);
         info!(
+            start_phy_offset,
+            start_half_offset,
             half_offset = state.half_offset(),
             op_offset = state.op_offset(),
             resolved = state.resolved_len(),
@@ -155,7 +160,17 @@ impl TransactionService {
 
 /// Reads op records from the state's op offset to the end of the op queue and marks their
 /// origins resolved; returns how many offsets it applied.
-fn replay_op_queue(store: &MessageStore, state: &mut TransactionState) -> usize {
+///
+/// The copies a previous process appended after its last snapshot are unknown here, so a
+/// replayed resolution gets the horizon `start_half_offset - 1` (the last half record at
+/// load): otherwise the scan would prune the origin before reaching such a copy and check the
+/// already resolved transaction again.
+fn replay_op_queue(
+    store: &MessageStore,
+    state: &mut TransactionState,
+    start_half_offset: i64,
+) -> usize {
+    let horizon = start_half_offset.saturating_sub(1);
     let mut applied = 0;
     let max = store.max_offset_in_queue(RMQ_SYS_TRANS_OP_HALF_TOPIC, HALF_QUEUE_ID);
     let mut offset = state
@@ -181,7 +196,7 @@ fn replay_op_queue(store: &MessageStore, state: &mut TransactionState) -> usize 
         for (bytes, queue_offset) in result.messages.iter().zip(&result.message_queue_offsets) {
             if let Ok(rec) = decode_record(bytes, false) {
                 for origin in state::parse_op_body(rec.body) {
-                    state.resolve(origin, origin);
+                    state.resolve(origin, horizon.max(origin));
                     applied += 1;
                 }
             }
