@@ -9,8 +9,11 @@
 //! produces, and to every broker address of every known route when it consumes (PROTOCOL.md
 //! §9.5, §10.3). Requests from brokers are dispatched by code: NOTIFY_CONSUMER_IDS_CHANGED
 //! (40) triggers the group's rebalance, RESET_CONSUMER_CLIENT_OFFSET (220) resets the group's
-//! offsets, CHECK_TRANSACTION_STATE (39) goes to the installed [`TransactionCheckHook`]; any
-//! other code is answered REQUEST_CODE_NOT_SUPPORTED (unless it was oneway).
+//! offsets, CHECK_TRANSACTION_STATE (39) goes to the installed [`TransactionCheckHook`],
+//! GET_CONSUMER_RUNNING_INFO (307), CONSUME_MESSAGE_DIRECTLY (309) and
+//! GET_CONSUMER_STATUS_FROM_CLIENT (221) are answered from the group's consumer (bodies in
+//! `consumer::running`, encoded in the request's serialize type); any other code is answered
+//! REQUEST_CODE_NOT_SUPPORTED (unless it was oneway).
 //! [`shutdown`](ClientInstance::shutdown) stops the periodic tasks and closes connections;
 //! UNREGISTER_CLIENT is sent by the role that owns the group before that.
 
@@ -22,8 +25,13 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tern_common::message::MessageExt;
 use tern_common::protocol::body::{
-    decode_body, encode_body, ConsumerData, HeartbeatData, ProducerData, ResetOffsetBody,
+    decode_body, encode_body, ConsumerData, HeartbeatData, MqMap, ProducerData, ResetOffsetBody,
+};
+use tern_common::protocol::header::{
+    ConsumeMessageDirectlyResultRequestHeader, GetConsumerRunningInfoRequestHeader,
+    GetConsumerStatusRequestHeader,
 };
 use tern_common::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tern_common::remoting::{ClientRequestHandler, RemotingClient};
@@ -33,6 +41,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::ClientConfig;
+use crate::consumer::running::{
+    self, ConsumeMessageDirectlyResult, ConsumerRunningInfo, GetConsumerStatusBody,
+};
 use crate::error::{ClientError, Result};
 
 /// The producer group every client instance registers besides its own
@@ -49,6 +60,18 @@ pub(crate) trait ConsumerHooks: Send + Sync + 'static {
     fn trigger_rebalance(&self);
     /// Applies a broker-ordered offset reset for `topic` (RESET_CONSUMER_CLIENT_OFFSET).
     fn reset_offset(&self, topic: &str, offsets: BTreeMap<MessageQueue, i64>);
+    /// The consumer's part of a GET_CONSUMER_RUNNING_INFO answer (the instance adds the
+    /// NameServer and version properties).
+    fn running_info(&self) -> ConsumerRunningInfo;
+    /// CONSUME_MESSAGE_DIRECTLY: runs `msg` (read from broker `broker_name`) through the
+    /// consumer's handler; `None` when the consumer has no handler (pull consumers).
+    fn consume_directly(
+        &self,
+        msg: MessageExt,
+        broker_name: String,
+    ) -> Option<BoxFuture<'static, ConsumeMessageDirectlyResult>>;
+    /// GET_CONSUMER_STATUS_FROM_CLIENT: the consumer's offsets of `topic`'s queues.
+    fn consume_status(&self, topic: &str) -> MqMap<i64>;
 }
 
 /// Receives CHECK_TRANSACTION_STATE (39) requests from brokers: the broker asks a producer
@@ -633,6 +656,18 @@ impl ClientInstance {
                 }
                 None
             }
+            Some(RequestCode::GetConsumerRunningInfo) => {
+                let answer = self.answer_running_info(&addr, &request);
+                (!request.is_oneway()).then_some(answer)
+            }
+            Some(RequestCode::ConsumeMessageDirectly) => {
+                let answer = self.answer_consume_directly(&addr, &request).await;
+                (!request.is_oneway()).then_some(answer)
+            }
+            Some(RequestCode::GetConsumerStatusFromClient) => {
+                let answer = self.answer_consumer_status(&request);
+                (!request.is_oneway()).then_some(answer)
+            }
             _ => reply_if_not_oneway(
                 &request,
                 ResponseCode::RequestCodeNotSupported,
@@ -640,6 +675,124 @@ impl ClientInstance {
             ),
         }
     }
+}
+
+impl ClientInstance {
+    /// The registered consumer of `group`.
+    fn consumer(&self, group: &str) -> Option<Arc<dyn ConsumerHooks>> {
+        self.consumers.lock().get(group).cloned()
+    }
+
+    /// GET_CONSUMER_RUNNING_INFO (307, Java `getConsumerRunningInfo`): the consumer's
+    /// [`ConsumerRunningInfo`] plus `PROP_NAMESERVER_ADDR` and `PROP_CLIENT_VERSION`, in the
+    /// request's serialize type; SYSTEM_ERROR for an unknown group or a bad header.
+    fn answer_running_info(&self, addr: &str, request: &RemotingCommand) -> RemotingCommand {
+        let header: GetConsumerRunningInfoRequestHeader = match request.decode_header() {
+            Ok(h) => h,
+            Err(err) => return error_answer(request, &err),
+        };
+        let Some(hooks) = self.consumer(&header.consumer_group) else {
+            return group_not_here(request, &header.consumer_group);
+        };
+        let mut info = hooks.running_info();
+        info.properties.insert(
+            running::PROP_NAMESERVER_ADDR.into(),
+            self.config.namesrv_addrs.join(";"),
+        );
+        info.properties.insert(
+            running::PROP_CLIENT_VERSION.into(),
+            concat!("tern-client ", env!("CARGO_PKG_VERSION")).into(),
+        );
+        debug!(broker = %addr, group = %header.consumer_group, "running info requested");
+        encoded_answer(request, &info)
+    }
+
+    /// CONSUME_MESSAGE_DIRECTLY (309, Java `consumeMessageDirectly`): decodes the record in
+    /// the body, runs it through the group's handler and answers a
+    /// [`ConsumeMessageDirectlyResult`]; SYSTEM_ERROR for an unknown group, a consumer
+    /// without handler, a bad header or an undecodable record.
+    async fn answer_consume_directly(
+        &self,
+        addr: &str,
+        request: &RemotingCommand,
+    ) -> RemotingCommand {
+        let header: ConsumeMessageDirectlyResultRequestHeader = match request.decode_header() {
+            Ok(h) => h,
+            Err(err) => return error_answer(request, &err),
+        };
+        let Some(hooks) = self.consumer(&header.consumer_group) else {
+            return group_not_here(request, &header.consumer_group);
+        };
+        let msg = match tern_common::message::decode_messages(&request.body)
+            .map_err(|e| e.to_string())
+            .and_then(|msgs| {
+                msgs.into_iter()
+                    .next()
+                    .ok_or_else(|| "no message in the body".to_string())
+            }) {
+            Ok(msg) => msg,
+            Err(err) => {
+                return RemotingCommand::response_to(request, ResponseCode::SystemError)
+                    .with_remark(format!("cannot decode the message: {err}"))
+            }
+        };
+        let broker_name = header.broker_name.unwrap_or_default();
+        debug!(broker = %addr, group = %header.consumer_group, msg_id = %msg.msg_id, "consume directly");
+        match hooks.consume_directly(msg, broker_name) {
+            Some(run) => {
+                let result = run.await;
+                encoded_answer(request, &result)
+            }
+            None => RemotingCommand::response_to(request, ResponseCode::SystemError).with_remark(
+                format!(
+                "The Consumer Group <{}> cannot consume messages directly (not a push consumer)",
+                header.consumer_group
+            ),
+            ),
+        }
+    }
+
+    /// GET_CONSUMER_STATUS_FROM_CLIENT (221, Java `getConsumeStatus`): the group's offsets of
+    /// the topic's queues as [`GetConsumerStatusBody`]; an unknown group answers an empty
+    /// table, as Java does.
+    fn answer_consumer_status(&self, request: &RemotingCommand) -> RemotingCommand {
+        let header: GetConsumerStatusRequestHeader = match request.decode_header() {
+            Ok(h) => h,
+            Err(err) => return error_answer(request, &err),
+        };
+        let hooks = self.consumers.lock().get(&header.group).cloned();
+        let body = GetConsumerStatusBody {
+            message_queue_table: hooks
+                .map(|h| h.consume_status(&header.topic))
+                .unwrap_or_default(),
+            consumer_table: BTreeMap::new(),
+        };
+        encoded_answer(request, &body)
+    }
+}
+
+/// A SUCCESS answer to `request` carrying `body` in the request's serialize type, or
+/// SYSTEM_ERROR if it cannot be encoded.
+fn encoded_answer<T: Serialize>(request: &RemotingCommand, body: &T) -> RemotingCommand {
+    match encode_body(body, request.serialize_type) {
+        Ok(bytes) => RemotingCommand::response_to(request, ResponseCode::Success).with_body(bytes),
+        Err(err) => RemotingCommand::response_to(request, ResponseCode::SystemError)
+            .with_remark(format!("cannot encode the answer: {err}")),
+    }
+}
+
+/// The SYSTEM_ERROR Java's `ClientRemotingProcessor` answers when `group` is not on this
+/// client.
+fn group_not_here(request: &RemotingCommand, group: &str) -> RemotingCommand {
+    RemotingCommand::response_to(request, ResponseCode::SystemError).with_remark(format!(
+        "The Consumer Group <{group}> not exist in this consumer"
+    ))
+}
+
+/// SYSTEM_ERROR answering a request whose header did not decode.
+fn error_answer(request: &RemotingCommand, err: &dyn std::fmt::Display) -> RemotingCommand {
+    RemotingCommand::response_to(request, ResponseCode::SystemError)
+        .with_remark(format!("bad request header: {err}"))
 }
 
 fn reply_if_not_oneway(
@@ -708,5 +861,181 @@ fn decode_route(response: &RemotingCommand) -> Result<TopicRouteData> {
         _ => {
             TopicRouteData::from_json(&response.body).map_err(|e| ClientError::Body(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_common::protocol::CommandHeader;
+
+    /// A consumer that answers with fixed values.
+    struct FakeConsumer;
+
+    impl ConsumerHooks for FakeConsumer {
+        fn consumer_data(&self) -> ConsumerData {
+            ConsumerData::default()
+        }
+        fn topics(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn trigger_rebalance(&self) {}
+        fn reset_offset(&self, _topic: &str, _offsets: BTreeMap<MessageQueue, i64>) {}
+        fn running_info(&self) -> ConsumerRunningInfo {
+            let mut info = ConsumerRunningInfo::default();
+            info.properties.insert("consumerGroup".into(), "g".into());
+            info
+        }
+        fn consume_directly(
+            &self,
+            _msg: MessageExt,
+            _broker_name: String,
+        ) -> Option<BoxFuture<'static, ConsumeMessageDirectlyResult>> {
+            None
+        }
+        fn consume_status(&self, topic: &str) -> MqMap<i64> {
+            [(MessageQueue::new(topic, "b", 0), 42)]
+                .into_iter()
+                .collect()
+        }
+    }
+
+    fn instance() -> Arc<ClientInstance> {
+        let mut config = ClientConfig::default();
+        config.set_namesrv_addr("127.0.0.1:1");
+        let instance = ClientInstance::start(config).expect("instance");
+        instance
+            .register_consumer("g", Arc::new(FakeConsumer))
+            .expect("register");
+        instance
+    }
+
+    fn req(code: RequestCode, header: &impl CommandHeader, st: SerializeType) -> RemotingCommand {
+        RemotingCommand::request(code, header).with_serialize_type(st)
+    }
+
+    #[tokio::test]
+    async fn consumer_status_answers_the_topic_offsets_in_the_request_encoding() {
+        let instance = instance();
+        for st in [SerializeType::Json, SerializeType::MsgPack] {
+            let header = GetConsumerStatusRequestHeader {
+                topic: "T".into(),
+                group: "g".into(),
+                client_addr: None,
+            };
+            let request = req(RequestCode::GetConsumerStatusFromClient, &header, st);
+            let answer = instance
+                .clone()
+                .handle_server_request("b:1".into(), request)
+                .await
+                .expect("answer");
+            assert_eq!(answer.code, i32::from(ResponseCode::Success));
+            let body: GetConsumerStatusBody = decode_body(&answer.body, st).expect("status body");
+            assert_eq!(
+                body.message_queue_table
+                    .get(&MessageQueue::new("T", "b", 0)),
+                Some(&42)
+            );
+            if st == SerializeType::Json {
+                let text = String::from_utf8_lossy(&answer.body);
+                assert!(text.contains("\"messageQueueTable\""), "{text}");
+            }
+        }
+        // An unknown group answers an empty table, as Java does.
+        let header = GetConsumerStatusRequestHeader {
+            topic: "T".into(),
+            group: "other".into(),
+            client_addr: None,
+        };
+        let request = req(
+            RequestCode::GetConsumerStatusFromClient,
+            &header,
+            SerializeType::Json,
+        );
+        let answer = instance
+            .clone()
+            .handle_server_request("b:1".into(), request)
+            .await
+            .expect("answer");
+        let body: GetConsumerStatusBody =
+            decode_body(&answer.body, SerializeType::Json).expect("status body");
+        assert!(body.message_queue_table.is_empty());
+        instance.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn running_info_adds_instance_properties_and_refuses_unknown_groups() {
+        let instance = instance();
+        let header = GetConsumerRunningInfoRequestHeader {
+            consumer_group: "g".into(),
+            client_id: instance.client_id.clone(),
+            jstack_enable: None,
+        };
+        let request = req(
+            RequestCode::GetConsumerRunningInfo,
+            &header,
+            SerializeType::Json,
+        );
+        let answer = instance
+            .clone()
+            .handle_server_request("b:1".into(), request)
+            .await
+            .expect("answer");
+        assert_eq!(answer.code, i32::from(ResponseCode::Success));
+        let info: ConsumerRunningInfo =
+            decode_body(&answer.body, SerializeType::Json).expect("info");
+        assert_eq!(info.properties["consumerGroup"], "g");
+        assert_eq!(
+            info.properties[running::PROP_NAMESERVER_ADDR],
+            "127.0.0.1:1"
+        );
+        assert!(info.properties[running::PROP_CLIENT_VERSION].starts_with("tern-client"));
+
+        let header = GetConsumerRunningInfoRequestHeader {
+            consumer_group: "nope".into(),
+            client_id: instance.client_id.clone(),
+            jstack_enable: None,
+        };
+        let request = req(
+            RequestCode::GetConsumerRunningInfo,
+            &header,
+            SerializeType::Json,
+        );
+        let answer = instance
+            .clone()
+            .handle_server_request("b:1".into(), request)
+            .await
+            .expect("answer");
+        assert_eq!(answer.code, i32::from(ResponseCode::SystemError));
+        assert!(answer.remark.unwrap_or_default().contains("<nope>"));
+        instance.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn consume_directly_refuses_an_undecodable_message() {
+        let instance = instance();
+        let header = ConsumeMessageDirectlyResultRequestHeader {
+            consumer_group: "g".into(),
+            client_id: None,
+            msg_id: None,
+            broker_name: Some("b".into()),
+            topic: None,
+            topic_sys_flag: None,
+            group_sys_flag: None,
+        };
+        // No decodable record in the body.
+        let request = req(
+            RequestCode::ConsumeMessageDirectly,
+            &header,
+            SerializeType::Json,
+        )
+        .with_body(bytes::Bytes::from_static(b"junk"));
+        let answer = instance
+            .clone()
+            .handle_server_request("b:1".into(), request)
+            .await
+            .expect("answer");
+        assert_eq!(answer.code, i32::from(ResponseCode::SystemError));
+        instance.shutdown().await;
     }
 }

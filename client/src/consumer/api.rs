@@ -187,14 +187,7 @@ pub(crate) async fn pull_typed(
             if !tags.matches_tag(msg.message.tags()) {
                 continue;
             }
-            if msg.sys_flag & tern_common::message::sys_flag::COMPRESSED_FLAG != 0 {
-                let body = msg
-                    .uncompressed_body()
-                    .map_err(|e| ClientError::Record(e.to_string()))?;
-                msg.message.body = body;
-                msg.sys_flag &= !(tern_common::message::sys_flag::COMPRESSED_FLAG
-                    | tern_common::message::sys_flag::COMPRESSION_TYPE_MASK);
-            }
+            decompress(&mut msg)?;
             messages.push(msg);
         }
     }
@@ -205,6 +198,23 @@ pub(crate) async fn pull_typed(
         max_offset,
         messages,
     })
+}
+
+/// Replaces a compressed body (sysFlag bit 0) by its uncompressed bytes and clears the
+/// compression bits, as a handler must see it.
+///
+/// # Errors
+/// [`ClientError::Record`] when the body does not decompress.
+pub(crate) fn decompress(msg: &mut MessageExt) -> Result<()> {
+    use tern_common::message::sys_flag::{COMPRESSED_FLAG, COMPRESSION_TYPE_MASK};
+    if msg.sys_flag & COMPRESSED_FLAG != 0 {
+        let body = msg
+            .uncompressed_body()
+            .map_err(|e| ClientError::Record(e.to_string()))?;
+        msg.message.body = body;
+        msg.sys_flag &= !(COMPRESSED_FLAG | COMPRESSION_TYPE_MASK);
+    }
+    Ok(())
 }
 
 /// QUERY_CONSUMER_OFFSET: `Ok(None)` for QUERY_NOT_FOUND (no offset stored yet).

@@ -8,6 +8,8 @@
 //! - `process_queue`: the per-queue cache with in-order offset commit.
 //! - `rebalance`: shared assignment and start-offset logic.
 //! - [`push`]: the [`PushConsumer`].
+//! - [`running`]: answers to broker→client admin requests (running info, consume directly,
+//!   consumer status).
 //! - [`pull`]: the [`PullConsumer`].
 
 pub mod allocate;
@@ -17,6 +19,7 @@ pub(crate) mod process_queue;
 pub mod pull;
 pub mod push;
 pub(crate) mod rebalance;
+pub mod running;
 
 use std::future::Future;
 
@@ -28,6 +31,10 @@ pub use allocate::{AllocateAveragely, AllocateStrategy};
 pub use api::{PullResult, PullStatus};
 pub use pull::{PullConsumer, PullConsumerBuilder};
 pub use push::{PushConsumer, PushConsumerBuilder};
+pub use running::{
+    CmResult, ConsumeMessageDirectlyResult, ConsumerRunningInfo, GetConsumerStatusBody,
+    ProcessQueueInfo,
+};
 
 /// How a group's consumers share messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -122,6 +122,17 @@ impl OffsetStore {
         self.table().lock().get(mq).copied()
     }
 
+    /// A copy of the offsets of `topic`'s queues (Java `cloneOffsetTable`), for
+    /// GET_CONSUMER_STATUS_FROM_CLIENT.
+    pub(crate) fn topic_offsets(&self, topic: &str) -> tern_common::protocol::body::MqMap<i64> {
+        self.table()
+            .lock()
+            .iter()
+            .filter(|(mq, _)| mq.topic == topic)
+            .map(|(mq, offset)| (mq.clone(), *offset))
+            .collect()
+    }
+
     /// Forgets `mq` (queue no longer assigned).
     pub(crate) fn remove(&self, mq: &MessageQueue) {
         if !self.is_local() {

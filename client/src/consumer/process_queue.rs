@@ -116,6 +116,48 @@ impl<M> ProcessQueue<M> {
         self.max_offset
     }
 
+    /// A GET_CONSUMER_RUNNING_INFO snapshot of the cache: counts, offset ranges and bytes
+    /// (`size_of` gives one message's body size) of the cached and the consuming messages,
+    /// and the lock state. Commit offset and timestamps of pulls and handlers are the
+    /// caller's to fill.
+    pub(crate) fn info(&self, size_of: impl Fn(&M) -> usize) -> super::running::ProcessQueueInfo {
+        let all = self.msgs.iter().chain(self.consuming.iter());
+        let bytes: usize = all.map(|(_, m)| size_of(m)).sum();
+        let min = self.commit_offset_if_cached();
+        let max = self
+            .msgs
+            .keys()
+            .next_back()
+            .copied()
+            .max(self.consuming.keys().next_back().copied());
+        let last_lock_timestamp = self.last_lock.map_or(0, |t| {
+            let age = i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX);
+            crate::config::now_ms().saturating_sub(age)
+        });
+        super::running::ProcessQueueInfo {
+            commit_offset: -1,
+            cached_msg_min_offset: min.unwrap_or(0),
+            cached_msg_max_offset: max.unwrap_or(0),
+            cached_msg_count: i32::try_from(self.len()).unwrap_or(i32::MAX),
+            cached_msg_size_in_mi_b: i32::try_from(bytes / (1024 * 1024)).unwrap_or(i32::MAX),
+            transaction_msg_min_offset: self.consuming.keys().next().copied().unwrap_or(0),
+            transaction_msg_max_offset: self.consuming.keys().next_back().copied().unwrap_or(0),
+            transaction_msg_count: i32::try_from(self.consuming.len()).unwrap_or(i32::MAX),
+            locked: self.locked,
+            last_lock_timestamp,
+            ..Default::default()
+        }
+    }
+
+    /// The smallest cached or consuming offset, `None` when nothing is cached.
+    fn commit_offset_if_cached(&self) -> Option<i64> {
+        match (self.msgs.keys().next(), self.consuming.keys().next()) {
+            (Some(a), Some(b)) => Some(*a.min(b)),
+            (Some(a), None) | (None, Some(a)) => Some(*a),
+            (None, None) => None,
+        }
+    }
+
     /// True while the broker lock is held and younger than `max_age`.
     pub(crate) fn lock_valid(&self, max_age: std::time::Duration) -> bool {
         self.locked && self.last_lock.is_some_and(|t| t.elapsed() < max_age)

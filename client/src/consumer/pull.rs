@@ -15,12 +15,14 @@
 //! is the raw one-shot call and changes no position.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tern_common::message::{MessageExt, SubscriptionExpr};
-use tern_common::protocol::body::{ConsumeType, ConsumerData};
+use tern_common::protocol::body::{ConsumeType, ConsumerData, MqMap};
 use tern_common::protocol::SerializeType;
 use tern_common::route::MessageQueue;
 use tokio::sync::Notify;
@@ -32,6 +34,7 @@ use super::allocate::{AllocateAveragely, AllocateStrategy};
 use super::api::{self, PullArgs, PullResult, PullStatus};
 use super::offset_store::OffsetStore;
 use super::push::subscription_data;
+use super::running::{self, ConsumeMessageDirectlyResult, ConsumerRunningInfo, ProcessQueueInfo};
 use super::{rebalance, restore_retry_topic, ConsumeFrom, MessageModel};
 use crate::config::{now_ms, ClientConfig};
 use crate::error::{ClientError, Result};
@@ -201,6 +204,7 @@ impl PullConsumerBuilder {
                 strategy: self.strategy,
                 offset_store,
                 assigned: Mutex::new(BTreeMap::new()),
+                started_ms: AtomicI64::new(0),
                 cursor: Mutex::new(0),
                 instance: Mutex::new(None),
                 rebalance_now: Notify::new(),
@@ -239,6 +243,8 @@ struct PullInner {
     strategy: Arc<dyn AllocateStrategy>,
     offset_store: OffsetStore,
     assigned: Mutex<BTreeMap<MessageQueue, QueueState>>,
+    /// When [`PullConsumer::start`] ran, ms since the epoch (0 before).
+    started_ms: AtomicI64,
     cursor: Mutex<usize>,
     instance: Mutex<Option<Arc<ClientInstance>>>,
     rebalance_now: Notify,
@@ -301,6 +307,72 @@ impl ConsumerHooks for Hooks {
             }
         }
     }
+
+    fn running_info(&self) -> ConsumerRunningInfo {
+        let Some(inner) = self.0.upgrade() else {
+            return ConsumerRunningInfo::default();
+        };
+        let mut properties = BTreeMap::new();
+        properties.insert("consumerGroup".to_string(), inner.group.clone());
+        properties.insert(
+            "messageModel".to_string(),
+            inner.model.wire().as_str().to_string(),
+        );
+        properties.insert(
+            "consumeFromWhere".to_string(),
+            inner.consume_from.wire().as_str().to_string(),
+        );
+        properties.insert(
+            "pullBatchSize".to_string(),
+            inner.pull_batch_size.to_string(),
+        );
+        properties.insert("autoCommit".to_string(), inner.auto_commit.to_string());
+        properties.insert(
+            running::PROP_CONSUME_TYPE.to_string(),
+            ConsumeType::Actively.as_str().to_string(),
+        );
+        properties.insert(
+            running::PROP_CONSUMER_START_TIMESTAMP.to_string(),
+            inner.started_ms.load(Ordering::Relaxed).to_string(),
+        );
+        // The application holds no cache here: a queue's snapshot is its offsets only.
+        let mq_table = inner
+            .assigned
+            .lock()
+            .iter()
+            .map(|(mq, state)| {
+                let info = ProcessQueueInfo {
+                    commit_offset: inner.offset_store.read(mq).unwrap_or(-1),
+                    cached_msg_min_offset: state.next_offset,
+                    cached_msg_max_offset: state.next_offset,
+                    ..Default::default()
+                };
+                (mq.clone(), info)
+            })
+            .collect();
+        ConsumerRunningInfo {
+            properties,
+            subscription_set: self.consumer_data().subscription_data_set,
+            mq_table,
+            ..Default::default()
+        }
+    }
+
+    fn consume_directly(
+        &self,
+        _msg: MessageExt,
+        _broker_name: String,
+    ) -> Option<BoxFuture<'static, ConsumeMessageDirectlyResult>> {
+        // The application consumes what it pulls: there is no handler to run.
+        None
+    }
+
+    fn consume_status(&self, topic: &str) -> MqMap<i64> {
+        self.0
+            .upgrade()
+            .map(|inner| inner.offset_store.topic_offsets(topic))
+            .unwrap_or_default()
+    }
 }
 
 impl PullConsumer {
@@ -334,6 +406,7 @@ impl PullConsumer {
         let instance = ClientInstance::start(inner.config.clone())?;
         instance.register_consumer(&inner.group, Arc::new(Hooks(Arc::downgrade(inner))))?;
         *inner.instance.lock() = Some(instance.clone());
+        inner.started_ms.store(now_ms(), Ordering::Relaxed);
         for topic in inner.subscriptions.keys() {
             let _ = instance.update_route(topic).await;
         }

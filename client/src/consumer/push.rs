@@ -27,10 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use parking_lot::Mutex;
 use tern_common::message::{property_key, retry_topic, Message, MessageExt, SubscriptionExpr};
-use tern_common::protocol::body::{ConsumeType, ConsumerData, SubscriptionData};
+use tern_common::protocol::body::{ConsumeType, ConsumerData, MqMap, SubscriptionData};
 use tern_common::protocol::{ResponseCode, SerializeType};
 use tern_common::route::MessageQueue;
 use tokio::sync::{Notify, Semaphore};
@@ -42,6 +43,7 @@ use super::allocate::{AllocateAveragely, AllocateStrategy};
 use super::api::{self, PullArgs, PullStatus};
 use super::offset_store::OffsetStore;
 use super::process_queue::ProcessQueue;
+use super::running::{self, CmResult, ConsumeMessageDirectlyResult, ConsumerRunningInfo};
 use super::{
     rebalance, restore_retry_topic, ConcurrentHandler, ConsumeConcurrentlyStatus, ConsumeContext,
     ConsumeFrom, ConsumeOrderlyStatus, MessageModel, OrderlyHandler,
@@ -313,6 +315,7 @@ impl PushConsumerBuilder {
                 token: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
+                started_ms: AtomicI64::new(0),
             }),
         })
     }
@@ -373,6 +376,8 @@ struct PushInner {
     token: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     runtime: Mutex<Option<Runtime>>,
+    /// When [`PushConsumer::start`] ran, ms since the epoch (0 before).
+    started_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for PushInner {
@@ -397,6 +402,10 @@ struct QueueEntry {
     /// Held while an orderly batch is being consumed (one handler call per queue).
     consume_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// When the last pull of this queue answered, ms since the epoch (0 = never).
+    last_pull_ms: AtomicI64,
+    /// When a handler last finished a batch of this queue, ms since the epoch (0 = never).
+    last_consume_ms: AtomicI64,
 }
 
 impl QueueEntry {
@@ -434,6 +443,90 @@ impl ConsumerHooks for Hooks {
             let topic = topic.to_string();
             tokio::spawn(async move { inner.reset_offset(&topic, offsets).await });
         }
+    }
+
+    fn running_info(&self) -> ConsumerRunningInfo {
+        self.0
+            .upgrade()
+            .map(|i| i.running_info())
+            .unwrap_or_default()
+    }
+
+    fn consume_directly(
+        &self,
+        msg: MessageExt,
+        broker_name: String,
+    ) -> Option<BoxFuture<'static, ConsumeMessageDirectlyResult>> {
+        let inner = self.0.upgrade()?;
+        let handler = inner.handler.clone();
+        let group = inner.settings.group.clone();
+        Some(Box::pin(async move {
+            consume_directly(handler, &group, msg, broker_name).await
+        }))
+    }
+
+    fn consume_status(&self, topic: &str) -> MqMap<i64> {
+        self.0
+            .upgrade()
+            .map(|i| i.offset_store.topic_offsets(topic))
+            .unwrap_or_default()
+    }
+}
+
+/// CONSUME_MESSAGE_DIRECTLY (Java `ConsumeMessageConcurrentlyService` / `...OrderlyService`
+/// `consumeMessageDirectly`): runs one message through `handler` outside the queue machinery
+/// (no offsets, no send-back), in the queue `(topic, broker_name, queue id)` of the message
+/// with its retry topic restored, and reports what the handler did. A panic or an error of
+/// the handler is `CR_THROW_EXCEPTION` with the reason in the remark.
+async fn consume_directly(
+    handler: Handler,
+    group: &str,
+    msg: MessageExt,
+    broker_name: String,
+) -> ConsumeMessageDirectlyResult {
+    let mut msg = restore_retry_topic(msg, group);
+    let order = matches!(handler, Handler::Orderly(_));
+    let start = std::time::Instant::now();
+    let result = |consume_result, remark: Option<String>| ConsumeMessageDirectlyResult {
+        order,
+        auto_commit: true,
+        consume_result,
+        remark,
+        spent_time_mills: i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX),
+    };
+    if let Err(err) = api::decompress(&mut msg) {
+        return result(CmResult::CrThrowException, Some(err.to_string()));
+    }
+    let ctx = ConsumeContext {
+        message_queue: MessageQueue::new(msg.message.topic.clone(), broker_name, msg.queue_id),
+    };
+    let outcome = match handler {
+        Handler::Concurrent(h) => std::panic::AssertUnwindSafe(h.consume(vec![msg], ctx))
+            .catch_unwind()
+            .await
+            .map(|r| {
+                r.map(|status| match status {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess => CmResult::CrSuccess,
+                    ConsumeConcurrentlyStatus::ReconsumeLater => CmResult::CrLater,
+                })
+            }),
+        Handler::Orderly(h) => std::panic::AssertUnwindSafe(h.consume(vec![msg], ctx))
+            .catch_unwind()
+            .await
+            .map(|r| {
+                r.map(|status| match status {
+                    ConsumeOrderlyStatus::Success => CmResult::CrSuccess,
+                    ConsumeOrderlyStatus::SuspendCurrentQueueAMoment => CmResult::CrLater,
+                })
+            }),
+    };
+    match outcome {
+        Ok(Ok(cr)) => result(cr, None),
+        Ok(Err(err)) => result(CmResult::CrThrowException, Some(err.to_string())),
+        Err(_) => result(
+            CmResult::CrThrowException,
+            Some("the handler panicked".to_string()),
+        ),
     }
 }
 
@@ -490,6 +583,7 @@ impl PushConsumer {
             instance: instance.clone(),
             retry_producer,
         });
+        inner.started_ms.store(now_ms(), Ordering::Relaxed);
         for topic in inner.subscriptions.keys() {
             if let Err(err) = instance.update_route(topic).await {
                 debug!(%topic, error = %err, "no route yet");
@@ -590,6 +684,72 @@ impl PushInner {
 
     fn is_orderly(&self) -> bool {
         matches!(self.handler, Handler::Orderly(_))
+    }
+
+    /// This consumer's GET_CONSUMER_RUNNING_INFO answer (Java
+    /// `DefaultMQPushConsumerImpl.consumerRunningInfo`): settings under Java's property
+    /// names, the subscriptions and one snapshot per owned queue.
+    fn running_info(&self) -> ConsumerRunningInfo {
+        let s = &self.settings;
+        let mut p = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            p.insert(k.to_string(), v);
+        };
+        put("consumerGroup", s.group.clone());
+        put("messageModel", s.model.wire().as_str().to_string());
+        put(
+            "consumeFromWhere",
+            s.consume_from.wire().as_str().to_string(),
+        );
+        if let ConsumeFrom::Timestamp(ts) = s.consume_from {
+            put("consumeTimestamp", ts.to_string());
+        }
+        put("consumeThreadMin", s.consume_thread_count.to_string());
+        put("consumeThreadMax", s.consume_thread_count.to_string());
+        put(
+            "consumeMessageBatchMaxSize",
+            s.consume_batch_size.to_string(),
+        );
+        put("pullBatchSize", s.pull_batch_size.to_string());
+        put(
+            "pullThresholdForQueue",
+            s.max_cached_messages_per_queue.to_string(),
+        );
+        put("maxReconsumeTimes", s.max_reconsume_times.to_string());
+        put(
+            "suspendCurrentQueueTimeMillis",
+            s.orderly_suspend.as_millis().to_string(),
+        );
+        put(
+            running::PROP_CONSUME_TYPE,
+            ConsumeType::Passively.as_str().to_string(),
+        );
+        put(running::PROP_CONSUME_ORDERLY, self.is_orderly().to_string());
+        put(
+            running::PROP_THREADPOOL_CORE_SIZE,
+            s.consume_thread_count.to_string(),
+        );
+        put(
+            running::PROP_CONSUMER_START_TIMESTAMP,
+            self.started_ms.load(Ordering::Relaxed).to_string(),
+        );
+        let entries: Vec<Arc<QueueEntry>> = self.queues.lock().values().cloned().collect();
+        let mq_table = entries
+            .iter()
+            .map(|e| {
+                let mut info = e.pq.lock().info(|m| m.message.body.len());
+                info.commit_offset = self.offset_store.read(&e.mq).unwrap_or(-1);
+                info.last_pull_timestamp = e.last_pull_ms.load(Ordering::Relaxed);
+                info.last_consume_timestamp = e.last_consume_ms.load(Ordering::Relaxed);
+                (e.mq.clone(), info)
+            })
+            .collect();
+        ConsumerRunningInfo {
+            properties: p,
+            subscription_set: self.consumer_data().subscription_data_set,
+            mq_table,
+            ..Default::default()
+        }
     }
 
     fn consumer_data(&self) -> ConsumerData {
@@ -730,6 +890,8 @@ impl PushInner {
                 wake: Notify::new(),
                 consume_lock: tokio::sync::Mutex::new(()),
                 tasks: Mutex::new(Vec::new()),
+                last_pull_ms: AtomicI64::new(0),
+                last_consume_ms: AtomicI64::new(0),
             });
             let mut tasks = vec![tokio::spawn(self.clone().pull_loop(entry.clone()))];
             if self.is_orderly() {
@@ -978,6 +1140,7 @@ impl PushInner {
                     continue;
                 }
             };
+            entry.last_pull_ms.store(now_ms(), Ordering::Relaxed);
             if entry.is_dropped() {
                 return;
             }
@@ -1061,6 +1224,7 @@ impl PushInner {
         let outcome = std::panic::AssertUnwindSafe(handler.consume(view, ctx))
             .catch_unwind()
             .await;
+        entry.last_consume_ms.store(now_ms(), Ordering::Relaxed);
         let success = matches!(outcome, Ok(Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)));
         if !success {
             match &outcome {
@@ -1224,6 +1388,7 @@ impl PushInner {
                 let outcome = std::panic::AssertUnwindSafe(handler.consume(view, ctx))
                     .catch_unwind()
                     .await;
+                entry.last_consume_ms.store(now_ms(), Ordering::Relaxed);
                 let success = matches!(outcome, Ok(Ok(ConsumeOrderlyStatus::Success)));
                 if success {
                     self.commit_orderly(&entry, &batch, &mut attempts);
