@@ -14,13 +14,19 @@ use tern_common::message::{decode_messages, decode_offset_msg_id, MessageExt};
 use tern_common::protocol::body::{
     ConsumeStats, ConsumerConnection, KVTable, ResetOffsetBody, TopicStatsTable,
 };
+use tern_common::protocol::header::{
+    CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
+    GetTopicStatsInfoRequestHeader, QueryMessageRequestHeader, ResetOffsetRequestHeader,
+    ViewMessageByIdRequestHeader,
+};
 use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tern_common::route::{ClusterInfo, MessageQueue, TopicConfig, TopicList, TopicRouteData};
 
 use crate::config::{now_ms, ClientConfig};
 use crate::consumer::api::{self, PullArgs, PullStatus};
 use crate::error::{ClientError, Result};
-use crate::instance::{decode_response, expect_success, ext, request, ClientInstance};
+use crate::instance::{decode_response, expect_success, ClientInstance};
 
 /// Timeout of QUERY_MESSAGE (index scans can be slow).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,7 +115,7 @@ impl Admin {
     /// # Errors
     /// Transport errors, error codes, undecodable body.
     pub async fn cluster_info(&self) -> Result<ClusterInfo> {
-        let req = request(RequestCode::GetBrokerClusterInfo, Default::default());
+        let req = RemotingCommand::request_empty(RequestCode::GetBrokerClusterInfo);
         let response = expect_success("nameserver", self.instance.invoke_namesrv(req).await?)?;
         decode_response(&response)
     }
@@ -132,10 +138,7 @@ impl Admin {
     /// # Errors
     /// Transport errors, error codes, undecodable body.
     pub async fn topic_list(&self) -> Result<Vec<String>> {
-        let req = request(
-            RequestCode::GetAllTopicListFromNameserver,
-            Default::default(),
-        );
+        let req = RemotingCommand::request_empty(RequestCode::GetAllTopicListFromNameserver);
         let response = expect_success("nameserver", self.instance.invoke_namesrv(req).await?)?;
         let list: TopicList = decode_response(&response)?;
         Ok(list.topic_list.into_iter().collect())
@@ -186,19 +189,19 @@ impl Admin {
     pub async fn create_topic_on(&self, broker_addr: &str, config: &TopicConfig) -> Result<()> {
         tern_common::message::validate_topic(&config.topic_name)
             .map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
-        let req = request(
-            RequestCode::UpdateAndCreateTopic,
-            ext!(
-                "topic" => config.topic_name,
-                "defaultTopic" => crate::producer::AUTO_CREATE_TOPIC,
-                "readQueueNums" => config.read_queue_nums,
-                "writeQueueNums" => config.write_queue_nums,
-                "perm" => config.perm,
-                "topicFilterType" => config.topic_filter_type.as_str(),
-                "topicSysFlag" => config.topic_sys_flag,
-                "order" => config.order,
-            ),
-        );
+        let header = CreateTopicRequestHeader {
+            topic: config.topic_name.clone(),
+            default_topic: crate::producer::AUTO_CREATE_TOPIC.to_string(),
+            read_queue_nums: config.read_queue_nums,
+            write_queue_nums: config.write_queue_nums,
+            perm: config.perm,
+            topic_filter_type: config.topic_filter_type.as_str().to_string(),
+            topic_sys_flag: Some(config.topic_sys_flag),
+            order: config.order,
+            attributes: None,
+            force: None,
+        };
+        let req = RemotingCommand::request(RequestCode::UpdateAndCreateTopic, &header);
         self.instance
             .invoke_ok(broker_addr, req, self.timeout())
             .await
@@ -221,7 +224,10 @@ impl Admin {
     /// # Errors
     /// Transport errors; the broker's error code.
     pub async fn delete_topic_on(&self, broker_addr: &str, topic: &str) -> Result<()> {
-        let req = request(RequestCode::DeleteTopicInBroker, ext!("topic" => topic));
+        let header = DeleteTopicRequestHeader {
+            topic: topic.to_string(),
+        };
+        let req = RemotingCommand::request(RequestCode::DeleteTopicInBroker, &header);
         self.instance
             .invoke_ok(broker_addr, req, self.timeout())
             .await
@@ -235,11 +241,11 @@ impl Admin {
     /// Transport errors; the first NameServer's error code.
     pub async fn delete_topic_in_namesrv(&self, topic: &str, cluster: Option<&str>) -> Result<()> {
         for ns in &self.instance.config.namesrv_addrs {
-            let mut fields = ext!("topic" => topic);
-            if let Some(c) = cluster {
-                fields.insert("clusterName".into(), c.to_string());
-            }
-            let req = request(RequestCode::DeleteTopicInNamesrv, fields);
+            let header = DeleteTopicFromNamesrvRequestHeader {
+                topic: topic.to_string(),
+                cluster_name: cluster.map(str::to_string),
+            };
+            let req = RemotingCommand::request(RequestCode::DeleteTopicInNamesrv, &header);
             self.instance.invoke_ok(ns, req, self.timeout()).await?;
         }
         Ok(())
@@ -276,7 +282,10 @@ impl Admin {
     /// # Errors
     /// Transport errors; the broker's error code (TOPIC_NOT_EXIST, 17); undecodable body.
     pub async fn topic_stats_on(&self, broker_addr: &str, topic: &str) -> Result<TopicStatsTable> {
-        let req = request(RequestCode::GetTopicStatsInfo, ext!("topic" => topic));
+        let header = GetTopicStatsInfoRequestHeader {
+            topic: topic.to_string(),
+        };
+        let req = RemotingCommand::request(RequestCode::GetTopicStatsInfo, &header);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
@@ -312,11 +321,12 @@ impl Admin {
         group: &str,
         topic: Option<&str>,
     ) -> Result<ConsumeStats> {
-        let mut fields = ext!("consumerGroup" => group);
-        if let Some(t) = topic {
-            fields.insert("topic".into(), t.to_string());
-        }
-        let req = request(RequestCode::GetConsumeStats, fields);
+        let header = GetConsumeStatsRequestHeader {
+            consumer_group: group.to_string(),
+            topic: topic.map(str::to_string),
+            topic_list: None,
+        };
+        let req = RemotingCommand::request(RequestCode::GetConsumeStats, &header);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
@@ -377,10 +387,10 @@ impl Admin {
         broker_addr: &str,
         group: &str,
     ) -> Result<ConsumerConnection> {
-        let req = request(
-            RequestCode::GetConsumerConnectionList,
-            ext!("consumerGroup" => group),
-        );
+        let header = GetConsumerConnectionListRequestHeader {
+            consumer_group: group.to_string(),
+        };
+        let req = RemotingCommand::request(RequestCode::GetConsumerConnectionList, &header);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
@@ -394,10 +404,7 @@ impl Admin {
     /// # Errors
     /// Transport errors; the broker's error code; undecodable body.
     pub async fn subscription_groups_on(&self, broker_addr: &str) -> Result<Vec<String>> {
-        let req = request(
-            RequestCode::GetAllSubscriptiongroupConfig,
-            Default::default(),
-        );
+        let req = RemotingCommand::request_empty(RequestCode::GetAllSubscriptiongroupConfig);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
@@ -445,15 +452,15 @@ impl Admin {
     ) -> Result<Vec<MessageExt>> {
         let mut out = Vec::new();
         for addr in self.topic_masters(topic).await? {
-            let mut fields = ext!(
-                "topic" => topic,
-                "key" => key,
-                "maxNum" => max,
-                "beginTimestamp" => begin_ms,
-                "endTimestamp" => end_ms,
-            );
-            fields.insert("_UNIQUE_KEY_QUERY".into(), unique.to_string());
-            let req = request(RequestCode::QueryMessage, fields);
+            let header = QueryMessageRequestHeader {
+                topic: topic.to_string(),
+                key: key.to_string(),
+                max_num: max,
+                begin_timestamp: begin_ms,
+                end_timestamp: end_ms,
+                unique_key_query: Some(unique),
+            };
+            let req = RemotingCommand::request(RequestCode::QueryMessage, &header);
             let response = self.instance.invoke(&addr, req, QUERY_TIMEOUT).await?;
             if response.code == i32::from(ResponseCode::QueryNotFound) {
                 continue;
@@ -505,10 +512,11 @@ impl Admin {
         broker_addr: &str,
         commit_log_offset: i64,
     ) -> Result<MessageExt> {
-        let req = request(
-            RequestCode::ViewMessageById,
-            ext!("offset" => commit_log_offset),
-        );
+        let header = ViewMessageByIdRequestHeader {
+            offset: commit_log_offset,
+            topic: None,
+        };
+        let req = RemotingCommand::request(RequestCode::ViewMessageById, &header);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
@@ -596,17 +604,15 @@ impl Admin {
         timestamp_ms: i64,
         force: bool,
     ) -> Result<BTreeMap<MessageQueue, i64>> {
-        let req = request(
-            RequestCode::InvokeBrokerToResetOffset,
-            ext!(
-                "group" => group,
-                "topic" => topic,
-                "timestamp" => timestamp_ms,
-                "isForce" => force,
-                "queueId" => -1,
-                "offset" => -1,
-            ),
-        );
+        let header = ResetOffsetRequestHeader {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            queue_id: Some(-1),
+            offset: Some(-1),
+            timestamp: timestamp_ms,
+            is_force: force,
+        };
+        let req = RemotingCommand::request(RequestCode::InvokeBrokerToResetOffset, &header);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())
@@ -623,7 +629,7 @@ impl Admin {
     /// # Errors
     /// Transport errors, error codes, undecodable body.
     pub async fn broker_runtime_info(&self, broker_addr: &str) -> Result<BTreeMap<String, String>> {
-        let req = request(RequestCode::GetBrokerRuntimeInfo, Default::default());
+        let req = RemotingCommand::request_empty(RequestCode::GetBrokerRuntimeInfo);
         let response = self
             .instance
             .invoke_ok(broker_addr, req, self.timeout())

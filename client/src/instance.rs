@@ -31,9 +31,11 @@ use tern_common::protocol::body::{
 };
 use tern_common::protocol::header::{
     ConsumeMessageDirectlyResultRequestHeader, GetConsumerRunningInfoRequestHeader,
-    GetConsumerStatusRequestHeader,
+    GetConsumerStatusRequestHeader, GetRouteInfoRequestHeader,
+    NotifyConsumerIdsChangedRequestHeader, ResetConsumerClientOffsetRequestHeader,
+    UnregisterClientRequestHeader,
 };
-use tern_common::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType};
+use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tern_common::remoting::{ClientRequestHandler, RemotingClient};
 use tern_common::route::{MessageQueue, TopicRouteData};
 use tokio::task::JoinHandle;
@@ -86,42 +88,6 @@ pub trait TransactionCheckHook: Send + Sync + 'static {
         broker_addr: String,
         request: RemotingCommand,
     ) -> BoxFuture<'static, ()>;
-}
-
-/// Builds a request's ext fields from `(key, value)` pairs (values rendered with `Display`),
-/// sized for the pairs given plus two so that a caller adding an optional field or two does
-/// not rehash.
-macro_rules! ext {
-    (@one $key:expr) => { () };
-    ($($key:expr => $value:expr),* $(,)?) => {{
-        #[allow(unused_mut)]
-        let mut ext = ::tern_common::protocol::ExtFields::with_capacity(
-            <[()]>::len(&[$(ext!(@one $key)),*]) + 2,
-        );
-        $( ext.insert(($key).to_string(), ($value).to_string()); )*
-        ext
-    }};
-}
-pub(crate) use ext;
-
-/// A request with `code` and the given ext fields (moved in, not copied).
-pub(crate) fn request(code: RequestCode, ext: ExtFields) -> RemotingCommand {
-    let mut command = RemotingCommand::request_empty(code);
-    command.ext_fields = ext;
-    command
-}
-
-/// Reads a required numeric ext field of a response.
-pub(crate) fn ext_i64(cmd: &RemotingCommand, field: &'static str) -> Result<i64> {
-    let raw = cmd
-        .ext(field)
-        .ok_or(tern_common::protocol::HeaderError::Missing { field })?;
-    raw.trim().parse().map_err(|_| {
-        ClientError::Header(tern_common::protocol::HeaderError::Invalid {
-            field,
-            value: raw.chars().take(64).collect(),
-        })
-    })
 }
 
 /// A cached route and the writable queues derived from it, computed once per route update so
@@ -373,7 +339,11 @@ impl ClientInstance {
     /// # Errors
     /// Transport errors, other error codes, or an undecodable body.
     pub(crate) async fn fetch_route(&self, topic: &str) -> Result<Option<TopicRouteData>> {
-        let req = request(RequestCode::GetRouteinfoByTopic, ext!("topic" => topic));
+        let header = GetRouteInfoRequestHeader {
+            topic: topic.to_string(),
+            accept_standard_json_only: None,
+        };
+        let req = RemotingCommand::request(RequestCode::GetRouteinfoByTopic, &header);
         let response = self.invoke_namesrv(req).await?;
         if response.code == i32::from(ResponseCode::TopicNotExist) {
             return Ok(None);
@@ -544,7 +514,8 @@ impl ClientInstance {
         };
         let addrs = self.all_broker_addrs(masters_only);
         let sends = addrs.iter().map(|addr| {
-            let req = request(RequestCode::HeartBeat, ExtFields::new()).with_body(body.clone());
+            let req =
+                RemotingCommand::request_empty(RequestCode::HeartBeat).with_body(body.clone());
             async move {
                 if let Err(err) = self.invoke_ok(addr, req, self.config.rpc_timeout).await {
                     debug!(broker = %addr, error = %err, "heartbeat failed");
@@ -565,7 +536,7 @@ impl ClientInstance {
     /// codes of the broker.
     pub(crate) async fn send_heartbeat_to(&self, addr: &str) -> Result<()> {
         let body = self.encode(&self.heartbeat_data())?;
-        let req = request(RequestCode::HeartBeat, ExtFields::new()).with_body(body);
+        let req = RemotingCommand::request_empty(RequestCode::HeartBeat).with_body(body);
         self.invoke_ok(addr, req, self.config.rpc_timeout)
             .await
             .map(|_| ())
@@ -595,16 +566,15 @@ impl ClientInstance {
         producer_group: Option<&str>,
         consumer_group: Option<&str>,
     ) {
-        let mut fields = ext!("clientID" => self.client_id);
-        if let Some(g) = producer_group {
-            fields.insert("producerGroup".into(), g.to_string());
-        }
-        if let Some(g) = consumer_group {
-            fields.insert("consumerGroup".into(), g.to_string());
-        }
+        let header = UnregisterClientRequestHeader {
+            client_id: self.client_id.clone(),
+            producer_group: producer_group.map(str::to_string),
+            consumer_group: consumer_group.map(str::to_string),
+        };
+        let template = RemotingCommand::request(RequestCode::UnregisterClient, &header);
         let addrs = self.all_broker_addrs(consumer_group.is_none());
         let sends = addrs.iter().map(|addr| {
-            let req = request(RequestCode::UnregisterClient, fields.clone());
+            let req = template.clone();
             async move {
                 if let Err(err) = self.invoke(addr, req, self.config.rpc_timeout).await {
                     debug!(broker = %addr, error = %err, "unregister failed");
@@ -625,24 +595,27 @@ impl ClientInstance {
         debug!(broker = %addr, code = request.code, "request from broker");
         match code {
             Some(RequestCode::NotifyConsumerIdsChanged) => {
-                let group = request.ext("consumerGroup").unwrap_or_default();
-                let hooks = self.consumers.lock().get(group).cloned();
-                if let Some(hooks) = hooks {
-                    hooks.trigger_rebalance();
+                match request.decode_header::<NotifyConsumerIdsChangedRequestHeader>() {
+                    Ok(header) => {
+                        if let Some(hooks) = self.consumer(&header.consumer_group) {
+                            hooks.trigger_rebalance();
+                        }
+                    }
+                    Err(err) => debug!(broker = %addr, error = %err, "bad ids-changed header"),
                 }
                 None
             }
             Some(RequestCode::ResetConsumerClientOffset) => {
-                let group = request.ext("group").unwrap_or_default().to_string();
-                let topic = request.ext("topic").unwrap_or_default().to_string();
-                match decode_body::<ResetOffsetBody>(&request.body, request.serialize_type) {
-                    Ok(body) => {
-                        let hooks = self.consumers.lock().get(&group).cloned();
-                        if let Some(hooks) = hooks {
-                            hooks.reset_offset(&topic, body.offset_table.0);
+                let header = request.decode_header::<ResetConsumerClientOffsetRequestHeader>();
+                let body = decode_body::<ResetOffsetBody>(&request.body, request.serialize_type);
+                match (header, body) {
+                    (Ok(header), Ok(body)) => {
+                        if let Some(hooks) = self.consumer(&header.group) {
+                            hooks.reset_offset(&header.topic, body.offset_table.0);
                         }
                     }
-                    Err(err) => warn!(broker = %addr, error = %err, "bad reset-offset body"),
+                    (Err(err), _) => warn!(broker = %addr, error = %err, "bad reset-offset header"),
+                    (_, Err(err)) => warn!(broker = %addr, error = %err, "bad reset-offset body"),
                 }
                 reply_if_not_oneway(&request, ResponseCode::Success, None)
             }

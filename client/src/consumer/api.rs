@@ -12,13 +12,18 @@ use tern_common::protocol::body::{
     ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, SubscriptionData,
     UnlockBatchRequestBody,
 };
-use tern_common::protocol::{RequestCode, ResponseCode};
+use tern_common::protocol::header::{
+    ConsumerSendMsgBackRequestHeader, GetConsumerListByGroupRequestHeader,
+    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use tern_common::route::MessageQueue;
 
 use crate::error::{ClientError, Result};
-use crate::instance::{
-    broker_error, decode_response, expect_success, ext, ext_i64, request, ClientInstance,
-};
+use crate::instance::{broker_error, decode_response, expect_success, ClientInstance};
 
 /// PULL_MESSAGE sysFlag bit: the request carries a commit offset.
 pub(crate) const PULL_FLAG_COMMIT_OFFSET: i32 = 0x1;
@@ -115,7 +120,7 @@ pub(crate) async fn check_client_config(
         group,
         subscription_data: sub,
     })?;
-    let req = request(RequestCode::CheckClientConfig, ext!()).with_body(body);
+    let req = RemotingCommand::request_empty(RequestCode::CheckClientConfig).with_body(body);
     instance
         .invoke_ok(&addr, req, instance.config.rpc_timeout)
         .await?;
@@ -151,23 +156,27 @@ pub(crate) async fn pull_typed(
     expression_type: &str,
     timeout: Duration,
 ) -> Result<PullResult> {
-    let mut fields = ext!(
-        "consumerGroup" => args.group,
-        "topic" => args.mq.topic,
-        "queueId" => args.mq.queue_id,
-        "queueOffset" => args.offset,
-        "maxMsgNums" => args.max_msgs,
-        "sysFlag" => args.sys_flag,
-        "commitOffset" => args.commit_offset,
-        "suspendTimeoutMillis" => args.suspend_timeout.as_millis(),
-        "subVersion" => args.sub_version,
-        "expressionType" => expression_type,
-    );
-    if args.sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
-        fields.insert("subscription".into(), args.subscription.to_string());
-    }
+    let header = PullMessageRequestHeader {
+        consumer_group: args.group.to_string(),
+        topic: args.mq.topic.clone(),
+        queue_id: args.mq.queue_id,
+        queue_offset: args.offset,
+        max_msg_nums: args.max_msgs,
+        sys_flag: args.sys_flag,
+        commit_offset: args.commit_offset,
+        suspend_timeout_millis: i64::try_from(args.suspend_timeout.as_millis()).unwrap_or(i64::MAX),
+        subscription: (args.sys_flag & PULL_FLAG_SUBSCRIPTION != 0)
+            .then(|| args.subscription.to_string()),
+        sub_version: args.sub_version,
+        expression_type: Some(expression_type.to_string()),
+        ..Default::default()
+    };
     let response = instance
-        .invoke(addr, request(RequestCode::PullMessage, fields), timeout)
+        .invoke(
+            addr,
+            RemotingCommand::request(RequestCode::PullMessage, &header),
+            timeout,
+        )
         .await?;
     let status = match ResponseCode::try_from(response.code) {
         Ok(ResponseCode::Success) => PullStatus::Found,
@@ -176,9 +185,12 @@ pub(crate) async fn pull_typed(
         Ok(ResponseCode::PullOffsetMoved) => PullStatus::OffsetIllegal,
         _ => return Err(broker_error(addr, &response)),
     };
-    let next_begin_offset = ext_i64(&response, "nextBeginOffset")?;
-    let min_offset = ext_i64(&response, "minOffset")?;
-    let max_offset = ext_i64(&response, "maxOffset")?;
+    let PullMessageResponseHeader {
+        next_begin_offset,
+        min_offset,
+        max_offset,
+        ..
+    } = response.decode_header()?;
     let mut messages = Vec::new();
     if status == PullStatus::Found {
         let decoded = tern_common::message::decode_messages(&response.body)
@@ -227,10 +239,13 @@ pub(crate) async fn query_consumer_offset(
     group: &str,
     mq: &MessageQueue,
 ) -> Result<Option<i64>> {
-    let req = request(
-        RequestCode::QueryConsumerOffset,
-        ext!("consumerGroup" => group, "topic" => mq.topic, "queueId" => mq.queue_id),
-    );
+    let header = QueryConsumerOffsetRequestHeader {
+        consumer_group: group.to_string(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        set_zero_if_not_found: None,
+    };
+    let req = RemotingCommand::request(RequestCode::QueryConsumerOffset, &header);
     let response = instance
         .invoke(addr, req, instance.config.rpc_timeout)
         .await?;
@@ -238,7 +253,8 @@ pub(crate) async fn query_consumer_offset(
         return Ok(None);
     }
     let response = expect_success(addr, response)?;
-    Ok(Some(ext_i64(&response, "offset")?))
+    let header: QueryConsumerOffsetResponseHeader = response.decode_header()?;
+    Ok(Some(header.offset))
 }
 
 /// UPDATE_CONSUMER_OFFSET, oneway or waiting for the answer.
@@ -253,15 +269,13 @@ pub(crate) async fn update_consumer_offset(
     offset: i64,
     oneway: bool,
 ) -> Result<()> {
-    let req = request(
-        RequestCode::UpdateConsumerOffset,
-        ext!(
-            "consumerGroup" => group,
-            "topic" => mq.topic,
-            "queueId" => mq.queue_id,
-            "commitOffset" => offset,
-        ),
-    );
+    let header = UpdateConsumerOffsetRequestHeader {
+        consumer_group: group.to_string(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        commit_offset: offset,
+    };
+    let req = RemotingCommand::request(RequestCode::UpdateConsumerOffset, &header);
     if oneway {
         instance.invoke_oneway(addr, req).await
     } else {
@@ -282,16 +296,26 @@ pub(crate) async fn queue_offset(
     mq: &MessageQueue,
     max: bool,
 ) -> Result<i64> {
-    let code = if max {
-        RequestCode::GetMaxOffset
+    let req = if max {
+        let header = GetMaxOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            committed: None,
+        };
+        RemotingCommand::request(RequestCode::GetMaxOffset, &header)
     } else {
-        RequestCode::GetMinOffset
+        let header = GetMinOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+        };
+        RemotingCommand::request(RequestCode::GetMinOffset, &header)
     };
-    let req = request(code, ext!("topic" => mq.topic, "queueId" => mq.queue_id));
     let response = instance
         .invoke_ok(addr, req, instance.config.rpc_timeout)
         .await?;
-    ext_i64(&response, "offset")
+    // GET_MAX_OFFSET and GET_MIN_OFFSET answer the same one-field header.
+    let header: GetMaxOffsetResponseHeader = response.decode_header()?;
+    Ok(header.offset)
 }
 
 /// SEARCH_OFFSET_BY_TIMESTAMP: the first offset stored at or after `timestamp_ms`.
@@ -304,14 +328,18 @@ pub(crate) async fn search_offset(
     mq: &MessageQueue,
     timestamp_ms: i64,
 ) -> Result<i64> {
-    let req = request(
-        RequestCode::SearchOffsetByTimestamp,
-        ext!("topic" => mq.topic, "queueId" => mq.queue_id, "timestamp" => timestamp_ms),
-    );
+    let header = SearchOffsetRequestHeader {
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        timestamp: timestamp_ms,
+        boundary_type: None,
+    };
+    let req = RemotingCommand::request(RequestCode::SearchOffsetByTimestamp, &header);
     let response = instance
         .invoke_ok(addr, req, instance.config.rpc_timeout)
         .await?;
-    ext_i64(&response, "offset")
+    let header: SearchOffsetResponseHeader = response.decode_header()?;
+    Ok(header.offset)
 }
 
 /// GET_CONSUMER_LIST_BY_GROUP: the client ids of the group's live members.
@@ -323,10 +351,10 @@ pub(crate) async fn consumer_ids(
     addr: &str,
     group: &str,
 ) -> Result<Vec<String>> {
-    let req = request(
-        RequestCode::GetConsumerListByGroup,
-        ext!("consumerGroup" => group),
-    );
+    let header = GetConsumerListByGroupRequestHeader {
+        consumer_group: group.to_string(),
+    };
+    let req = RemotingCommand::request(RequestCode::GetConsumerListByGroup, &header);
     let response = instance
         .invoke_ok(addr, req, instance.config.rpc_timeout)
         .await?;
@@ -351,7 +379,7 @@ pub(crate) async fn lock_batch(
         mq_set: mqs,
     };
     let req =
-        request(RequestCode::LockBatchMq, Default::default()).with_body(instance.encode(&body)?);
+        RemotingCommand::request_empty(RequestCode::LockBatchMq).with_body(instance.encode(&body)?);
     let response = instance
         .invoke_ok(addr, req, instance.config.rpc_timeout)
         .await?;
@@ -375,8 +403,8 @@ pub(crate) async fn unlock_batch(
         only_this_broker: false,
         mq_set: mqs,
     };
-    let req =
-        request(RequestCode::UnlockBatchMq, Default::default()).with_body(instance.encode(&body)?);
+    let req = RemotingCommand::request_empty(RequestCode::UnlockBatchMq)
+        .with_body(instance.encode(&body)?);
     instance.invoke_oneway(addr, req).await
 }
 
@@ -399,18 +427,16 @@ pub(crate) async fn send_back(
         .get(tern_common::message::property_key::ORIGIN_MESSAGE_ID)
         .cloned()
         .unwrap_or_else(|| msg.msg_id.clone());
-    let req = request(
-        RequestCode::ConsumerSendMsgBack,
-        ext!(
-            "offset" => msg.phy_offset,
-            "group" => group,
-            "delayLevel" => delay_level,
-            "originMsgId" => origin_msg_id,
-            "originTopic" => msg.message.topic,
-            "unitMode" => false,
-            "maxReconsumeTimes" => max_reconsume_times,
-        ),
-    );
+    let header = ConsumerSendMsgBackRequestHeader {
+        offset: msg.phy_offset,
+        group: group.to_string(),
+        delay_level,
+        origin_msg_id: Some(origin_msg_id),
+        origin_topic: Some(msg.message.topic.clone()),
+        unit_mode: Some(false),
+        max_reconsume_times: Some(max_reconsume_times),
+    };
+    let req = RemotingCommand::request(RequestCode::ConsumerSendMsgBack, &header);
     instance
         .invoke_ok(addr, req, instance.config.rpc_timeout)
         .await

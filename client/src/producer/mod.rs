@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tern_common::message::{property_key, Message};
-use tern_common::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
+use tern_common::protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
+use tern_common::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tern_common::route::{MessageQueue, TopicRouteData};
 use tracing::{debug, warn};
 
@@ -33,7 +34,7 @@ pub use selector::{MessageQueueSelector, SelectByHash, SelectRandom};
 
 use crate::config::{now_ms, ClientConfig};
 use crate::error::{ClientError, Result};
-use crate::instance::{broker_error, ext, ext_i64, request, ClientInstance};
+use crate::instance::{broker_error, ClientInstance};
 
 /// The template topic for auto-creation (`TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC`).
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -536,28 +537,27 @@ impl ProducerInner {
                 sys_flag |= tern_common::message::sys_flag::COMPRESSED_FLAG;
             }
         }
-        let mut fields = ext!(
-            "a" => self.group,
-            "b" => msg.topic,
-            "c" => AUTO_CREATE_TOPIC,
-            "d" => self.default_topic_queue_nums,
-            "e" => mq.queue_id,
-            "f" => sys_flag,
-            "g" => now_ms(),
-            "h" => msg.flag,
-            "i" => properties,
-            "k" => false,
-            "m" => false,
-            "n" => mq.broker_name,
-        );
-        if let Some(r) = opts.reconsume_times {
-            fields.insert("j".into(), r.to_string());
-        }
-        if let Some(m) = opts.max_reconsume_times {
-            fields.insert("l".into(), m.to_string());
-        }
-        let req = request(RequestCode::SendMessageV2, fields).with_body(body);
-        Ok((addr, req, uniq))
+        let header = SendMessageRequestHeader {
+            producer_group: self.group.clone(),
+            topic: msg.topic.clone(),
+            default_topic: AUTO_CREATE_TOPIC.to_string(),
+            default_topic_queue_nums: self.default_topic_queue_nums,
+            queue_id: mq.queue_id,
+            sys_flag,
+            born_timestamp: now_ms(),
+            flag: msg.flag,
+            properties: Some(properties),
+            reconsume_times: opts.reconsume_times,
+            unit_mode: Some(false),
+            max_reconsume_times: opts.max_reconsume_times,
+            batch: Some(false),
+            broker_name: Some(mq.broker_name.clone()),
+        };
+        Ok((
+            addr,
+            send_request(RequestCode::SendMessageV2, &header, body),
+            uniq,
+        ))
     }
 
     async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
@@ -633,21 +633,23 @@ impl ProducerInner {
                     continue;
                 }
             };
-            let fields = ext!(
-                "a" => self.group,
-                "b" => topic,
-                "c" => AUTO_CREATE_TOPIC,
-                "d" => self.default_topic_queue_nums,
-                "e" => mq.queue_id,
-                "f" => 0,
-                "g" => now_ms(),
-                "h" => 0,
-                "i" => "",
-                "k" => false,
-                "m" => true,
-                "n" => mq.broker_name,
-            );
-            let req = request(RequestCode::SendBatchMessage, fields).with_body(body.clone());
+            let header = SendMessageRequestHeader {
+                producer_group: self.group.clone(),
+                topic: topic.clone(),
+                default_topic: AUTO_CREATE_TOPIC.to_string(),
+                default_topic_queue_nums: self.default_topic_queue_nums,
+                queue_id: mq.queue_id,
+                sys_flag: 0,
+                born_timestamp: now_ms(),
+                flag: 0,
+                properties: Some(String::new()),
+                reconsume_times: None,
+                unit_mode: Some(false),
+                max_reconsume_times: None,
+                batch: Some(true),
+                broker_name: Some(mq.broker_name.clone()),
+            };
+            let req = send_request(RequestCode::SendBatchMessage, &header, body.clone());
             let outcome = match self.instance.invoke(&addr, req, self.send_timeout).await {
                 Ok(response) => parse_send_response(&addr, &response, &mq, msg_id.clone()),
                 Err(err) => Err(err),
@@ -772,21 +774,32 @@ pub(crate) fn parse_send_response(
     if status != SendStatus::SendOk {
         warn!(broker = %addr, ?status, "message stored without the requested durability");
     }
-    let queue_id = ext_i64(response, "queueId")?;
-    let queue_offset = ext_i64(response, "queueOffset")?;
-    let offset_msg_id = response.ext("msgId").unwrap_or_default().to_string();
+    let header: SendMessageResponseHeader = response.decode_header()?;
     Ok(SendResult {
         status,
         msg_id,
-        offset_msg_id,
+        offset_msg_id: header.msg_id,
         message_queue: MessageQueue {
             topic: mq.topic.clone(),
             broker_name: mq.broker_name.clone(),
-            queue_id: i32::try_from(queue_id).unwrap_or(mq.queue_id),
+            queue_id: header.queue_id,
         },
-        queue_offset,
-        transaction_id: response.ext("transactionId").map(str::to_string),
+        queue_offset: header.queue_offset,
+        transaction_id: header.transaction_id,
     })
+}
+
+/// A SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE request: `header` written once, with the V2
+/// single-letter keys, into ext fields sized for all fourteen of them, and `body`.
+fn send_request(
+    code: RequestCode,
+    header: &SendMessageRequestHeader,
+    body: Bytes,
+) -> RemotingCommand {
+    let mut command = RemotingCommand::request_empty(code);
+    command.ext_fields = ExtFields::with_capacity(14);
+    header.encode_v2(&mut command.ext_fields);
+    command.with_body(body)
 }
 
 /// zlib (level 5, as Java 5.x) of `body`, or `None` if compression does not shrink it.
