@@ -420,3 +420,85 @@ pub async fn read_topic(
     consumer.shutdown().await;
     result
 }
+
+/// Sends one request frame with a JSON header (serialize type 0, `language` JAVA, version
+/// 401) carrying `ext_fields`, over a fresh blocking connection to `addr`, and returns the
+/// response code. Written by hand, as a third-party client would, so that the compatibility
+/// tests do not depend on Tern's own codec.
+///
+/// # Errors
+/// Connection or I/O failures (3 s timeouts), a response frame outside 4 B..16 MiB, or a
+/// response header that is not JSON with a numeric `code`.
+pub fn raw_json_request_code(addr: &str, code: i32, ext_fields: &serde_json::Value) -> Result<i64> {
+    use std::io::Read;
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(3)))?;
+    let header = serde_json::json!({
+        "code": code, "language": "JAVA", "version": 401, "opaque": 1, "flag": 0,
+        "extFields": ext_fields,
+    })
+    .to_string();
+    let header_len = u32::try_from(header.len())?;
+    let mut frame = Vec::with_capacity(8 + header.len());
+    frame.extend_from_slice(&(4 + header_len).to_be_bytes());
+    frame.extend_from_slice(&header_len.to_be_bytes());
+    frame.extend_from_slice(header.as_bytes());
+    stream.write_all(&frame)?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let total = u32::from_be_bytes(len) as usize;
+    if !(4..=16 * 1024 * 1024).contains(&total) {
+        bail!("response frame length {total} out of range");
+    }
+    let mut rest = vec![0u8; total];
+    stream.read_exact(&mut rest)?;
+    let header_len =
+        (u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) & 0x00FF_FFFF) as usize;
+    let header = rest
+        .get(4..4 + header_len)
+        .context("response header length past the frame")?;
+    let value: serde_json::Value =
+        serde_json::from_slice(header).context("response header is not JSON")?;
+    value
+        .get("code")
+        .and_then(|c| c.as_i64())
+        .context("response header has no code")
+}
+
+/// Waits (blocking, polling every 100 ms for at most `within`) until
+/// GET_ROUTEINFO_BY_TOPIC(TBW102) succeeds on the NameServer `namesrv`, i.e. a broker with
+/// auto-creation has registered.
+///
+/// # Errors
+/// When the time runs out, with the last answer or error.
+pub fn wait_for_broker_registration_blocking(namesrv: &str, within: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let last =
+            match raw_json_request_code(namesrv, 105, &serde_json::json!({ "topic": "TBW102" })) {
+                Ok(0) => return Ok(()),
+                Ok(code) => format!("response code {code}"),
+                Err(e) => format!("{e:#}"),
+            };
+        if std::time::Instant::now() >= deadline {
+            bail!("TBW102 route not on the NameServer after {within:?} (last: {last})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A name unique to this test run, valid as a RocketMQ topic or group (`[A-Za-z0-9_-]`):
+/// `<prefix>_<pid>_<nanoseconds mod 10^12>`.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}

@@ -12,15 +12,16 @@
 //! running as root, then `npm install` under a cross-process lock); a test that still cannot run
 //! fails with a message saying why — it never skips.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use tern_tests::{start_broker, start_nameserver, TernProcess};
+use tern_tests::{
+    start_broker, start_nameserver, unique_name, wait_for_broker_registration_blocking, TernProcess,
+};
 
 /// Upper bound for one script run; each script also has its own hard timeout (below this).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(100);
@@ -148,72 +149,6 @@ fn node_env() -> std::result::Result<(), String> {
         .clone()
 }
 
-/// Writes one JSON-header request frame (serialize type 0) and reads the response code.
-fn request_code(addr: &str, code: i32, ext_fields: &serde_json::Value) -> Result<i64> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(3)))?;
-    let header = serde_json::json!({
-        "code": code, "language": "JAVA", "version": 401, "opaque": 1, "flag": 0,
-        "extFields": ext_fields,
-    })
-    .to_string();
-    let header_len = u32::try_from(header.len())?;
-    let mut frame = Vec::with_capacity(8 + header.len());
-    frame.extend_from_slice(&(4 + header_len).to_be_bytes());
-    frame.extend_from_slice(&header_len.to_be_bytes());
-    frame.extend_from_slice(header.as_bytes());
-    stream.write_all(&frame)?;
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let total = u32::from_be_bytes(len) as usize;
-    if !(4..=16 * 1024 * 1024).contains(&total) {
-        bail!("response frame length {total} out of range");
-    }
-    let mut rest = vec![0u8; total];
-    stream.read_exact(&mut rest)?;
-    let header_len =
-        (u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) & 0x00FF_FFFF) as usize;
-    let header = rest
-        .get(4..4 + header_len)
-        .context("response header length past the frame")?;
-    let value: serde_json::Value =
-        serde_json::from_slice(header).context("response header is not JSON")?;
-    value
-        .get("code")
-        .and_then(|c| c.as_i64())
-        .context("response header has no code")
-}
-
-/// Waits until GET_ROUTEINFO_BY_TOPIC(TBW102) succeeds on the NameServer (the broker registered).
-fn wait_for_broker_registration(namesrv: &str) -> Result<()> {
-    let deadline = Instant::now() + ROUTE_TIMEOUT;
-    loop {
-        let last = match request_code(namesrv, 105, &serde_json::json!({ "topic": "TBW102" })) {
-            Ok(0) => return Ok(()),
-            Ok(code) => format!("response code {code}"),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() >= deadline {
-            bail!("TBW102 route not on the NameServer after {ROUTE_TIMEOUT:?} (last: {last})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A name unique to this test run, valid as a RocketMQ topic/group (`[A-Za-z0-9_-]`).
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
-
 /// What a script run produced.
 struct ScriptRun {
     success: bool,
@@ -305,15 +240,15 @@ fn run_compat(script: &str, broker_args: &[&str], env: &[(&str, &str)]) {
     let namesrv: TernProcess = start_nameserver(dir.path(), &[]).expect("starting tern-nameserver");
     let broker: TernProcess = start_broker(&namesrv.addr, &dir.path().join("broker"), broker_args)
         .expect("starting tern-broker");
-    if let Err(e) = wait_for_broker_registration(&namesrv.addr) {
+    if let Err(e) = wait_for_broker_registration_blocking(&namesrv.addr, ROUTE_TIMEOUT) {
         panic!(
             "{e:#}\n--- broker log ---\n{}\n--- nameserver log ---\n{}",
             broker.log_tail(40),
             namesrv.log_tail(40)
         );
     }
-    let topic = unique(&format!("AliOns_{script}"));
-    let group = unique(&format!("GID_{script}"));
+    let topic = unique_name(&format!("AliOns_{script}"));
+    let group = unique_name(&format!("GID_{script}"));
     let result = match run_script(script, &namesrv.addr, &topic, &group, env) {
         Ok(r) => r,
         Err(e) => panic!("running node {script}.js: {e:#}"),

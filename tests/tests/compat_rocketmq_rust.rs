@@ -13,15 +13,16 @@
 //! message carries that summary (failed checks first), the program's stderr and both server logs.
 //! A test that cannot build or run the program fails with the reason; it never skips.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use tern_tests::{start_broker, start_nameserver, TernProcess};
+use tern_tests::{
+    start_broker, start_nameserver, unique_name, wait_for_broker_registration_blocking, TernProcess,
+};
 
 /// Upper bound for one program run; the program's own hard timeout is below it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(110);
@@ -132,72 +133,6 @@ fn compat_bin() -> std::result::Result<PathBuf, String> {
         .clone()
 }
 
-/// Writes one JSON-header request frame (serialize type 0) and reads the response code.
-fn request_code(addr: &str, code: i32, ext_fields: &serde_json::Value) -> Result<i64> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(3)))?;
-    let header = serde_json::json!({
-        "code": code, "language": "RUST", "version": 401, "opaque": 1, "flag": 0,
-        "extFields": ext_fields,
-    })
-    .to_string();
-    let header_len = u32::try_from(header.len())?;
-    let mut frame = Vec::with_capacity(8 + header.len());
-    frame.extend_from_slice(&(4 + header_len).to_be_bytes());
-    frame.extend_from_slice(&header_len.to_be_bytes());
-    frame.extend_from_slice(header.as_bytes());
-    stream.write_all(&frame)?;
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let total = u32::from_be_bytes(len) as usize;
-    if !(4..=16 * 1024 * 1024).contains(&total) {
-        bail!("response frame length {total} out of range");
-    }
-    let mut rest = vec![0u8; total];
-    stream.read_exact(&mut rest)?;
-    let header_len =
-        (u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) & 0x00FF_FFFF) as usize;
-    let header = rest
-        .get(4..4 + header_len)
-        .context("response header length past the frame")?;
-    let value: serde_json::Value =
-        serde_json::from_slice(header).context("response header is not JSON")?;
-    value
-        .get("code")
-        .and_then(|c| c.as_i64())
-        .context("response header has no code")
-}
-
-/// Waits until GET_ROUTEINFO_BY_TOPIC(TBW102) succeeds on the NameServer (the broker registered).
-fn wait_for_broker_registration(namesrv: &str) -> Result<()> {
-    let deadline = Instant::now() + ROUTE_TIMEOUT;
-    loop {
-        let last = match request_code(namesrv, 105, &serde_json::json!({ "topic": "TBW102" })) {
-            Ok(0) => return Ok(()),
-            Ok(code) => format!("response code {code}"),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() >= deadline {
-            bail!("TBW102 route not on the NameServer after {ROUTE_TIMEOUT:?} (last: {last})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A name unique to this test run, valid as a RocketMQ topic/group (`[A-Za-z0-9_-]`).
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
-
 /// What a program run produced.
 struct Run {
     success: bool,
@@ -284,7 +219,7 @@ fn run_compat(scenario: &str, broker_args: &[&str], extra_args: &[&str]) -> serd
     let namesrv: TernProcess = start_nameserver(dir.path(), &[]).expect("starting tern-nameserver");
     let broker: TernProcess = start_broker(&namesrv.addr, &dir.path().join("broker"), broker_args)
         .expect("starting tern-broker");
-    if let Err(e) = wait_for_broker_registration(&namesrv.addr) {
+    if let Err(e) = wait_for_broker_registration_blocking(&namesrv.addr, ROUTE_TIMEOUT) {
         panic!(
             "{e:#}\n--- broker log ---\n{}\n--- nameserver log ---\n{}",
             broker.log_tail(40),
@@ -292,8 +227,8 @@ fn run_compat(scenario: &str, broker_args: &[&str], extra_args: &[&str]) -> serd
         );
     }
     let short = scenario.replace('-', "_");
-    let topic = unique(&format!("RsClient_{short}"));
-    let group = unique(&format!("GID_rs_{short}"));
+    let topic = unique_name(&format!("RsClient_{short}"));
+    let group = unique_name(&format!("GID_rs_{short}"));
     let mut args = vec![
         scenario.to_string(),
         namesrv.addr.clone(),
