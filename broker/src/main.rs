@@ -58,6 +58,10 @@ struct Args {
     /// Entries per IndexFile (20 bytes each).
     #[arg(long, value_name = "N")]
     max_index_num: Option<u64>,
+    /// Used fraction of the store's file system above which the oldest CommitLog files are
+    /// deleted at once (0.1 to 0.95).
+    #[arg(long, value_name = "RATIO")]
+    disk_max_used_space_ratio: Option<f64>,
     /// Delay-level table, e.g. "1s 2s 3s".
     #[arg(long, value_name = "LEVELS")]
     message_delay_level: Option<String>,
@@ -105,6 +109,7 @@ impl Args {
             max_message_size => max_message_size, message_delay_level => message_delay_level,
             consume_queue_units_per_file => consume_queue_units_per_file,
             max_hash_slot_num => max_hash_slot_num, max_index_num => max_index_num,
+            disk_max_used_space_ratio => disk_max_used_space_ratio,
             transaction_timeout_ms => transaction_timeout_ms,
             transaction_check_interval_ms => transaction_check_interval_ms,
             transaction_check_max => transaction_check_max,

@@ -239,17 +239,20 @@ pub fn start_nameserver(dir: &Path, extra_args: &[&str]) -> Result<TernProcess> 
     )
 }
 
-/// Store sizes every test broker gets unless its caller passes the flag itself: 64 MiB
+/// Store settings every test broker gets unless its caller passes the flag itself: 64 MiB
 /// CommitLog files (instead of 1 GiB), 1 MB ConsumeQueue files (instead of 6 MB per queue)
 /// and a 4_200_040-byte IndexFile (instead of ~420 MB), all preallocated in full, so many
 /// parallel brokers fit on a small disk (a fresh broker with one topic takes about 70 MB) and
 /// crash recovery, which reads the last CommitLog file, stays fast in debug builds. The
 /// broker's default `max_message_size` (4 MiB) stays below the smaller CommitLog file.
-pub const SMALL_STORE_ARGS: [(&str, &str); 4] = [
+/// Space-based retention starts at 95 % disk use instead of 75 %: the machine's disk is shared
+/// with builds, and a test broker must not delete its own CommitLog because of them.
+pub const SMALL_STORE_ARGS: [(&str, &str); 5] = [
     ("--mapped-file-size-commit-log", "67108864"),
     ("--consume-queue-units-per-file", "50000"),
     ("--max-hash-slot-num", "50000"),
     ("--max-index-num", "200000"),
+    ("--disk-max-used-space-ratio", "0.95"),
 ];
 
 /// Starts `tern-broker --listen 127.0.0.1:0 -n <namesrv> --store-dir <store_dir>` plus
