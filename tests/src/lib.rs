@@ -505,3 +505,87 @@ pub fn unique_name(prefix: &str) -> String {
         nanos % 1_000_000_000_000
     )
 }
+
+/// What a third-party client program run by [`run_client_program`] did.
+#[derive(Debug)]
+pub struct ClientRun {
+    /// Exit status 0 and a final JSON summary line with `"ok": true`.
+    pub success: bool,
+    /// The exit status, or `killed after …` when the timeout ended it.
+    pub status: String,
+    /// Everything the program printed on stdout.
+    pub stdout: String,
+    /// Everything the program printed on stderr.
+    pub stderr: String,
+    /// The last stdout line that parses as a JSON object, if any.
+    pub summary: Option<serde_json::Value>,
+}
+
+/// Runs `command` (stdin closed, stdout and stderr captured), killing it after `timeout`, and
+/// reads its last JSON line as the summary. The compatibility programs (ali-ons scripts, the
+/// rocketmq-client-rust program) all report this way.
+///
+/// # Errors
+/// When the program cannot be started or waited for.
+pub fn run_client_program(mut command: Command, timeout: Duration) -> Result<ClientRun> {
+    use std::io::Read;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {:?}", command.get_program()))?;
+    let mut out = child.stdout.take().context("program stdout")?;
+    let mut err = child.stderr.take().context("program stderr")?;
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    let ok_flag = summary
+        .as_ref()
+        .and_then(|s| s.get("ok"))
+        .and_then(|v| v.as_bool())
+        == Some(true);
+    let (success, status) = match status {
+        Some(s) => (s.success() && ok_flag, s.to_string()),
+        None => (false, format!("killed after {timeout:?}")),
+    };
+    Ok(ClientRun {
+        success,
+        status,
+        stdout,
+        stderr,
+        summary,
+    })
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

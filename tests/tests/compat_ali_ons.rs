@@ -12,15 +12,15 @@
 //! running as root, then `npm install` under a cross-process lock); a test that still cannot run
 //! fails with a message saying why — it never skips.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tern_tests::{
-    start_broker, start_nameserver, unique_name, wait_for_broker_registration_blocking, TernProcess,
+    run_client_program, start_broker, start_nameserver, tail_lines, unique_name,
+    wait_for_broker_registration_blocking, ClientRun, TernProcess,
 };
 
 /// Upper bound for one script run; each script also has its own hard timeout (below this).
@@ -149,15 +149,6 @@ fn node_env() -> std::result::Result<(), String> {
         .clone()
 }
 
-/// What a script run produced.
-struct ScriptRun {
-    success: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-    summary: Option<serde_json::Value>,
-}
-
 /// Runs `node <script>.js namesrv topic group` with `env`, killing it after [`SCRIPT_TIMEOUT`].
 fn run_script(
     script: &str,
@@ -165,70 +156,15 @@ fn run_script(
     topic: &str,
     group: &str,
     env: &[(&str, &str)],
-) -> Result<ScriptRun> {
-    let mut child = Command::new("node")
+) -> Result<ClientRun> {
+    let mut command = Command::new("node");
+    command
         .arg(format!("{script}.js"))
         .args([namesrv, topic, group])
         .current_dir(node_dir())
         .env("TERN_TIMEOUT_MS", SCRIPT_SELF_TIMEOUT_MS.to_string())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting node {script}.js"))?;
-    let mut out = child.stdout.take().context("script stdout")?;
-    let mut err = child.stderr.take().context("script stderr")?;
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = out_thread.join().unwrap_or_default();
-    let stderr = err_thread.join().unwrap_or_default();
-    let summary = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
-    let ok_flag = summary
-        .as_ref()
-        .and_then(|s| s.get("ok"))
-        .and_then(|v| v.as_bool())
-        == Some(true);
-    let (success, status) = match status {
-        Some(s) => (s.success() && ok_flag, s.to_string()),
-        None => (false, format!("killed after {SCRIPT_TIMEOUT:?}")),
-    };
-    Ok(ScriptRun {
-        success,
-        status,
-        stdout,
-        stderr,
-        summary,
-    })
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+        .envs(env.iter().copied());
+    run_client_program(command, SCRIPT_TIMEOUT)
 }
 
 /// Starts the servers, runs `script`, and panics with a full report unless it passed.
@@ -261,14 +197,14 @@ fn run_compat(script: &str, broker_args: &[&str], env: &[(&str, &str)]) {
             .unwrap_or_else(|| {
                 format!(
                     "(no JSON summary line)\n--- stdout ---\n{}",
-                    tail(&result.stdout, 40)
+                    tail_lines(&result.stdout, 40)
                 )
             });
         panic!(
             "ali-ons script {script}.js failed ({}), topic {topic}, group {group}\n--- summary ---\n{summary}\n\
              --- script stderr (tail) ---\n{}\n--- broker log (tail) ---\n{}\n--- nameserver log (tail) ---\n{}",
             result.status,
-            tail(&result.stderr, 60),
+            tail_lines(&result.stderr, 60),
             broker.log_tail(60),
             namesrv.log_tail(30)
         );

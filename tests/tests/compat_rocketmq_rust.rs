@@ -13,7 +13,6 @@
 //! message carries that summary (failed checks first), the program's stderr and both server logs.
 //! A test that cannot build or run the program fails with the reason; it never skips.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -21,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tern_tests::{
-    start_broker, start_nameserver, unique_name, wait_for_broker_registration_blocking, TernProcess,
+    run_client_program, start_broker, start_nameserver, tail_lines, unique_name,
+    wait_for_broker_registration_blocking, ClientRun, TernProcess,
 };
 
 /// Upper bound for one program run; the program's own hard timeout is below it.
@@ -133,77 +133,13 @@ fn compat_bin() -> std::result::Result<PathBuf, String> {
         .clone()
 }
 
-/// What a program run produced.
-struct Run {
-    success: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-    summary: Option<serde_json::Value>,
-}
-
 /// Runs the compat program with `args`, killing it after [`RUN_TIMEOUT`].
-fn run_program(bin: &Path, args: &[String]) -> Result<Run> {
-    let mut child = Command::new(bin)
+fn run_program(bin: &Path, args: &[String]) -> Result<ClientRun> {
+    let mut command = Command::new(bin);
+    command
         .args(args)
-        .env("TERN_TIMEOUT_MS", PROGRAM_TIMEOUT_MS.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let mut out = child.stdout.take().context("program stdout")?;
-    let mut err = child.stderr.take().context("program stderr")?;
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = out_thread.join().unwrap_or_default();
-    let stderr = err_thread.join().unwrap_or_default();
-    let summary = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
-    let ok_flag = summary
-        .as_ref()
-        .and_then(|s| s.get("ok"))
-        .and_then(|v| v.as_bool())
-        == Some(true);
-    let (success, status) = match status {
-        Some(s) => (s.success() && ok_flag, s.to_string()),
-        None => (false, format!("killed after {RUN_TIMEOUT:?}")),
-    };
-    Ok(Run {
-        success,
-        status,
-        stdout,
-        stderr,
-        summary,
-    })
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+        .env("TERN_TIMEOUT_MS", PROGRAM_TIMEOUT_MS.to_string());
+    run_client_program(command, RUN_TIMEOUT)
 }
 
 /// Starts the servers with `broker_args`, runs `scenario`, and panics with a full report unless it
@@ -248,7 +184,7 @@ fn run_compat(scenario: &str, broker_args: &[&str], extra_args: &[&str]) -> serd
             .unwrap_or_else(|| {
                 format!(
                     "(no JSON summary line)\n--- stdout ---\n{}",
-                    tail(&run.stdout, 40)
+                    tail_lines(&run.stdout, 40)
                 )
             });
         panic!(
@@ -256,7 +192,7 @@ fn run_compat(scenario: &str, broker_args: &[&str], extra_args: &[&str]) -> serd
              --- summary ---\n{summary}\n--- program stderr (tail) ---\n{}\n\
              --- broker log (tail) ---\n{}\n--- nameserver log (tail) ---\n{}",
             run.status,
-            tail(&run.stderr, 60),
+            tail_lines(&run.stderr, 60),
             broker.log_tail(80),
             namesrv.log_tail(30)
         );
