@@ -30,6 +30,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin::{describe_error, AdminClient, Encoding};
 
+/// mimalloc instead of glibc's malloc: every request allocates and frees many small buffers,
+/// and glibc's `malloc`/`free` were 15–25 % of the CPU of a publish run (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Administer, use and benchmark a Tern (or Apache RocketMQ) cluster.
 #[derive(Debug, Parser)]
 #[command(name = "tern", version, about, propagate_version = true)]
@@ -141,6 +146,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+
     use clap::CommandFactory;
 
     use super::*;

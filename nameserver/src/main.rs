@@ -11,6 +11,11 @@ use tern_nameserver::{NameServerConfig, RawNameServerConfig};
 use tokio::net::TcpListener;
 use tracing::info;
 
+/// mimalloc instead of glibc's malloc: every request allocates and frees many small buffers,
+/// and glibc's `malloc`/`free` were 15–25 % of the CPU of a publish run (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tern NameServer: the route registry that brokers register with and clients query.
 #[derive(Debug, Parser)]
 #[command(name = "tern-nameserver", version, about)]
