@@ -170,6 +170,9 @@ const PREFAULT_IDLE_WAIT: Duration = Duration::from_millis(50);
 /// of the writer, sleep until an append crosses a step (or [`PREFAULT_IDLE_WAIT`]).
 pub(super) fn run_prefault(inner: Arc<Inner>) {
     let files = inner.commit_log.files();
+    if let Err(e) = super::mapped_file::set_current_thread_sched_idle() {
+        tracing::debug!(cause = %e, "prefault thread keeps the normal scheduling policy");
+    }
     let mut warned = false;
     while !inner.stop.load(Ordering::Acquire) {
         let result = files

@@ -45,7 +45,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -55,6 +55,29 @@ use parking_lot::{Mutex, RwLock};
 /// Chunk of zeros that [`MappedFile::truncate_to`] compares a tail with (`memcmp`, fast
 /// even in debug builds) and rewrites when it differs.
 static ZERO_CHUNK: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// Bytes populated per `madvise(MADV_POPULATE_WRITE)` call by
+/// [`MappedFileQueue::prefault_ahead`] (16 pages: under 0.1 ms even at VM first-touch costs of
+/// ~5 µs a page), so no call holds the process's mmap lock long and the thread can be paced.
+const PREFAULT_CHUNK: usize = 64 * 1024;
+
+/// While the populated range leads the writer by at least this much,
+/// [`MappedFileQueue::prefault_ahead`] sleeps [`PREFAULT_PACE`] between chunks.
+const PREFAULT_RELAXED_LEAD: i64 = 8 * 1024 * 1024;
+
+/// Pause between chunks when the writer is far behind (see [`PREFAULT_RELAXED_LEAD`]): the
+/// prefault thread then takes at most about half a core, and its core goes idle often
+/// enough for the scheduler to move waiting threads onto it. Unpaced, populating 4 MiB ran
+/// as one 20 ms slice on one of the two cores while request threads queued on the other
+/// (docs/BENCHMARKS.md, "End-to-end latency").
+const PREFAULT_PACE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// [`MappedFile::access`]: the kernel's default advice (files opened at start-up).
+const ACCESS_DEFAULT: u8 = 0;
+/// [`MappedFile::access`]: `MADV_RANDOM`, the file is being appended to.
+const ACCESS_APPEND: u8 = 1;
+/// [`MappedFile::access`]: back to `MADV_NORMAL` after the file filled up.
+const ACCESS_READ: u8 = 2;
 
 /// Most data ranges [`MappedFile::data_ranges`] collects before it treats the rest as data
 /// (bounds its allocation on a heavily fragmented file).
@@ -169,6 +192,9 @@ pub struct MappedFile {
     writer: Mutex<()>,
     /// Shared by readers, exclusive for writes below the published position.
     region: RwLock<()>,
+    /// Which `madvise` access pattern the map has: `ACCESS_DEFAULT`, `ACCESS_APPEND` or
+    /// `ACCESS_READ` (see [`MappedFile::prepare_for_appends`]).
+    access: AtomicU8,
     ops: Arc<dyn FileOps>,
 }
 
@@ -197,7 +223,9 @@ impl MappedFile {
             .open(&path)
             .map_err(|e| MappedFileError::io("create", &path, e))?;
         preallocate(&file, size).map_err(|e| MappedFileError::io("preallocate", &path, e))?;
-        Self::map(path, file, file_from_offset, size, 0, ops)
+        let mapped = Self::map(path, file, file_from_offset, size, 0, ops)?;
+        mapped.prepare_for_appends();
+        Ok(mapped)
     }
 
     /// Creates a file meant for in-place writes (the index): the whole file is published.
@@ -222,7 +250,10 @@ impl MappedFile {
             .open(path)
             .map_err(|e| MappedFileError::io("create", path, e))?;
         preallocate(&file, size).map_err(|e| MappedFileError::io("preallocate", path, e))?;
-        Self::map(path.to_path_buf(), file, 0, size, size, ops)
+        let mapped = Self::map(path.to_path_buf(), file, 0, size, size, ops)?;
+        // Written and read at scattered slots: readahead would only zero pages nobody uses.
+        mapped.prepare_for_appends();
+        Ok(mapped)
     }
 
     /// Opens an existing file of exactly `size` bytes with its write position at `size`
@@ -275,8 +306,40 @@ impl MappedFile {
             flushed_position: AtomicUsize::new(position),
             writer: Mutex::new(()),
             region: RwLock::new(()),
+            access: AtomicU8::new(ACCESS_DEFAULT),
             ops,
         })
+    }
+
+    /// Advises the kernel that the map is being appended to (`MADV_RANDOM`: no readahead), once.
+    ///
+    /// Appends fault in pages that are not yet in the page cache. With the default advice each
+    /// such fault reads ahead: on Linux 6.x that allocates and zeroes a large folio (up to 2 MiB
+    /// of unwritten extent) in one non-preemptible step, which took ~20 ms in this VM and
+    /// stalled every thread waiting for that core (or for the append lock) once per 2 MiB
+    /// written; the end-to-end p999 fell from ~30 ms to ~4 ms without it (docs/BENCHMARKS.md,
+    /// "End-to-end latency"). Without readahead each fault populates one page.
+    pub fn prepare_for_appends(&self) {
+        if self.access.load(Ordering::Relaxed) != ACCESS_APPEND
+            && self.access.swap(ACCESS_APPEND, Ordering::Relaxed) != ACCESS_APPEND
+        {
+            if let Err(e) = self.map.advise(memmap2::Advice::Random) {
+                tracing::debug!(file = %self.path.display(), cause = %e, "madvise(MADV_RANDOM) failed");
+            }
+        }
+    }
+
+    /// Restores normal readahead once the file is full (reads of older files from disk, by
+    /// consumers catching up, then read ahead as usual). Does nothing unless
+    /// [`MappedFile::prepare_for_appends`] ran.
+    pub fn prepare_for_reads(&self) {
+        if self.access.load(Ordering::Relaxed) == ACCESS_APPEND
+            && self.access.swap(ACCESS_READ, Ordering::Relaxed) == ACCESS_APPEND
+        {
+            if let Err(e) = self.map.advise(memmap2::Advice::Normal) {
+                tracing::debug!(file = %self.path.display(), cause = %e, "madvise(MADV_NORMAL) failed");
+            }
+        }
     }
 
     /// The file's path.
@@ -565,6 +628,31 @@ impl MappedFile {
     }
 }
 
+/// Moves the calling thread to Linux's `SCHED_IDLE` scheduling policy: it then runs only on a
+/// core nothing else wants, and any other thread that wakes preempts it at once. For the
+/// prefault thread, whose page population costs up to ~5 µs of kernel time per 4 KiB page in a
+/// VM and ran 20 ms slices on one of two cores, delaying every request on that core
+/// (docs/BENCHMARKS.md, "End-to-end latency"). When the machine is saturated the thread
+/// starves and the appender faults the pages in itself, which is the same work done later.
+/// A no-op returning `Ok` off Linux.
+///
+/// # Errors
+/// `sched_setscheduler` refused (not expected: lowering one's own priority needs no
+/// privilege).
+pub fn set_current_thread_sched_idle() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` reads `param` (a valid, live `sched_param` on the stack)
+        // during the call only; pid 0 names the calling thread, whose policy is all it changes.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Preallocates `size` bytes so writes through the map never hit a full disk (`SIGBUS`).
 fn preallocate(file: &File, size: usize) -> io::Result<()> {
     let len = libc::off_t::try_from(size)
@@ -833,11 +921,23 @@ impl MappedFileQueue {
             // In range by construction: start <= from < to <= start + size.
             let pos = usize::try_from(from - start).unwrap_or(0);
             let len = usize::try_from(to - from).unwrap_or(0);
-            match file.prefault(pos, len) {
-                Ok(()) => {
-                    done += len;
-                    Ok(())
+            let mut at = pos;
+            let mut result = Ok(());
+            while at < pos + len {
+                let n = PREFAULT_CHUNK.min(pos + len - at);
+                result = file.prefault(at, n);
+                if result.is_err() {
+                    break;
                 }
+                at += n;
+                done += n;
+                let lead = start + at as i64 - (last_start + last.wrote_position() as i64);
+                if lead >= PREFAULT_RELAXED_LEAD {
+                    std::thread::sleep(PREFAULT_PACE);
+                }
+            }
+            match result {
+                Ok(()) => Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::info!("MADV_POPULATE_WRITE unsupported; appends will page-fault");
                     self.prefault_unsupported.store(true, Ordering::Relaxed);
@@ -875,8 +975,14 @@ impl MappedFileQueue {
         start_if_empty: i64,
     ) -> Result<Arc<MappedFile>, MappedFileError> {
         match self.last_file() {
-            Some(last) if !last.is_full() => Ok(last),
-            Some(last) => self.create_file(last.file_from_offset() + self.file_size as i64),
+            Some(last) if !last.is_full() => {
+                last.prepare_for_appends();
+                Ok(last)
+            }
+            Some(last) => {
+                last.prepare_for_reads();
+                self.create_file(last.file_from_offset() + self.file_size as i64)
+            }
             None => {
                 let start = start_if_empty - start_if_empty.rem_euclid(self.file_size as i64);
                 self.create_file(start)

@@ -256,16 +256,53 @@ impl Inner {
 /// (an undecodable record) retries.
 const IDLE_PARK: Duration = Duration::from_millis(100);
 
-/// Body of the reput thread: dispatch what the CommitLog holds; when a pass makes no progress,
-/// publish `reput_parked`, re-check the log (an append that raced with the flag is seen here,
-/// or it sees the flag and unparks us), and park. So an idle dispatcher starts on a new record
+/// How long the reput thread waits for more records, without asking appenders to wake it, when
+/// it catches up while records are arriving fast (see [`LINGER_MIN_RATE`]). Under a steady
+/// stream of appends this batches the records of one linger into one pass: without it the
+/// dispatcher caught up after every record and parked, and every append paid a futex wake plus
+/// a context switch (≈ 17 % of the broker's CPU in a publish run, docs/BENCHMARKS.md). A record
+/// appended while the thread lingers waits at most this long (plus the thread's timer slack,
+/// 50 µs by default on Linux) for dispatch.
+const LINGER: Duration = Duration::from_micros(100);
+
+/// Records per [`RATE_WINDOW`] from which the reput thread lingers instead of parking: 20 per
+/// ms (20,000 appends/s). Below it, each record gets a wake-up and is dispatched at once, so a
+/// light load (the end-to-end latency benchmark's 5,000 msgs/s) pays no linger delay.
+const LINGER_MIN_RATE: u64 = 20;
+
+/// Window over which the reput thread counts dispatched records to choose between lingering
+/// and parking.
+const RATE_WINDOW: Duration = Duration::from_millis(1);
+
+/// Body of the reput thread: dispatch what the CommitLog holds. When a pass makes no progress
+/// right after one that did and records arrived fast in the last window, linger for
+/// [`LINGER`]; otherwise (or when a linger brought nothing either) publish `reput_parked`,
+/// re-check the log (an append that raced with the flag is seen here, or it sees the flag and
+/// unparks us), and park. So an idle or lightly loaded dispatcher starts on a new record
 /// immediately, and appends during busy periods make no futex call.
 pub(super) fn run(inner: Arc<Inner>) {
+    let mut lingered = true;
+    let mut window_start = Instant::now();
+    let mut window_records = 0u64;
+    let mut busy = false;
     while !inner.stop.load(Ordering::Acquire) {
         let before = inner.dispatched.load(Ordering::Acquire);
         let limit = inner.commit_log.max_offset();
-        inner.reput_until(limit, 64);
+        let dispatched_records = inner.reput_until(limit, 64);
         if inner.dispatched.load(Ordering::Acquire) != before {
+            window_records += dispatched_records as u64;
+            lingered = false;
+            continue;
+        }
+        let now = Instant::now();
+        if now.duration_since(window_start) >= RATE_WINDOW {
+            busy = window_records >= LINGER_MIN_RATE;
+            window_start = now;
+            window_records = 0;
+        }
+        if !lingered && (busy || window_records >= LINGER_MIN_RATE) {
+            lingered = true;
+            std::thread::park_timeout(LINGER);
             continue;
         }
         // Idle, or stalled on a bad record: park until the next append (or stop).
