@@ -15,6 +15,7 @@
 //! caller answers at once.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -48,6 +49,9 @@ impl HeldPull {
 #[derive(Debug)]
 pub struct PullRequestHold {
     held: Mutex<HashMap<String, Vec<HeldPull>>>,
+    /// Number of pulls in `held`, changed under its lock, read without it by
+    /// [`PullRequestHold::may_hold`].
+    count: AtomicUsize,
     max_per_queue: usize,
 }
 
@@ -68,6 +72,7 @@ impl PullRequestHold {
     pub fn new(max_per_queue: usize) -> Self {
         PullRequestHold {
             held: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
             max_per_queue,
         }
     }
@@ -79,12 +84,28 @@ impl PullRequestHold {
     pub fn park(&self, topic: &str, queue_id: i32, pull: HeldPull) -> Result<(), Box<HeldPull>> {
         let mut held = self.held.lock();
         let list = held.entry(key(topic, queue_id)).or_default();
+        let before = list.len();
         list.retain(|p| !p.conn.is_closed());
+        self.count.fetch_sub(before - list.len(), Ordering::SeqCst);
         if list.len() >= self.max_per_queue {
             return Err(Box::new(pull));
         }
         list.push(pull);
+        // Pairs with the fence in `may_hold`: the caller re-reads the queue's max offset after
+        // this, so an arrival either sees the count or is seen by that re-read.
+        self.count.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Whether any pull may be parked: false means an arrival has nothing to wake, so the
+    /// store's arrival listener can skip the table (and its lock) for every record appended
+    /// while no consumer waits. Call it after the arrival is visible in the ConsumeQueue: a pull
+    /// parked concurrently re-reads the max offset after [`PullRequestHold::park`] and wakes
+    /// itself (Dekker: both sides order their write before their read with a `SeqCst` fence).
+    pub fn may_hold(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.count.load(Ordering::SeqCst) > 0
     }
 
     /// Removes and returns the pulls of (topic, queue) woken by a message arrival: those
@@ -104,6 +125,7 @@ impl PullRequestHold {
         let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|p| {
             p.conn.is_closed() || (p.queue_offset < new_max_offset && p.accepts(tags_code))
         });
+        self.count.fetch_sub(ready.len(), Ordering::SeqCst);
         *list = keep;
         if list.is_empty() {
             held.remove(&k);
@@ -123,6 +145,7 @@ impl PullRequestHold {
         let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(list)
             .into_iter()
             .partition(|p| p.conn.is_closed() || p.queue_offset < max_offset);
+        self.count.fetch_sub(ready.len(), Ordering::SeqCst);
         *list = keep;
         if list.is_empty() {
             held.remove(&k);
@@ -146,6 +169,7 @@ impl PullRequestHold {
                     || now >= p.deadline
                     || queue_max.is_some_and(|max| p.queue_offset < max)
             });
+            self.count.fetch_sub(go.len(), Ordering::SeqCst);
             ready.extend(go.into_iter().filter(|p| !p.conn.is_closed()));
             *list = keep;
             !list.is_empty()
@@ -165,7 +189,9 @@ impl PullRequestHold {
 
     /// Removes every parked pull (shutdown).
     pub fn drain(&self) -> Vec<HeldPull> {
-        self.held.lock().drain().flat_map(|(_, v)| v).collect()
+        let mut held = self.held.lock();
+        self.count.store(0, Ordering::SeqCst);
+        held.drain().flat_map(|(_, v)| v).collect()
     }
 }
 
