@@ -698,28 +698,56 @@ async fn e2e_send(
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.in_flight.max(1)));
     let errors = Arc::new(AtomicU64::new(0));
     let bar = progress(total, "e2e");
-    let started = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..total {
-        let due = started + interval * u32::try_from(i).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(due).await;
-        let permit = Arc::clone(&semaphore).acquire_owned().await?;
-        let mut p = payload.clone();
-        p[..8].copy_from_slice(&now_ns().to_be_bytes());
+    // The schedule is kept by an OS thread: tokio's timer has a 1 ms resolution, which would
+    // turn 5,000 msgs/s into bursts of five every millisecond; `std::thread::sleep` wakes within
+    // the kernel's timer slack (~50 µs). Each send is stamped by the pacer and then started as a
+    // task on the runtime, so the hand-over to the runtime counts as latency.
+    let (spawned_tx, mut spawned) = tokio::sync::mpsc::unbounded_channel();
+    let pacer = {
+        let runtime = tokio::runtime::Handle::current();
         let producer = producer.clone();
         let topic = topic.to_string();
         let errors = Arc::clone(&errors);
-        tasks.spawn(async move {
-            if producer.send(Message::new(topic, p)).await.is_err() {
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-            drop(permit);
-        });
-        bar.inc(1);
-        // Reap finished sends so the set stays small.
-        while tasks.try_join_next().is_some() {}
+        let semaphore = Arc::clone(&semaphore);
+        let bar = bar.clone();
+        std::thread::Builder::new()
+            .name("tern-bench-pacer".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                for i in 0..total {
+                    let due = started + interval * u32::try_from(i).unwrap_or(u32::MAX);
+                    if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let mut p = payload.clone();
+                    p[..8].copy_from_slice(&now_ns().to_be_bytes());
+                    let producer = producer.clone();
+                    let topic = topic.clone();
+                    let errors = Arc::clone(&errors);
+                    let semaphore = Arc::clone(&semaphore);
+                    let task = runtime.spawn(async move {
+                        let Ok(_permit) = semaphore.acquire_owned().await else {
+                            return;
+                        };
+                        if producer.send(Message::new(topic, p)).await.is_err() {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    if spawned_tx.send(task).is_err() {
+                        break;
+                    }
+                    bar.inc(1);
+                }
+                started.elapsed()
+            })?
+    };
+    let started = tokio::time::Instant::now();
+    while let Some(task) = spawned.recv().await {
+        if task.await.is_err() {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    while tasks.join_next().await.is_some() {}
+    let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
     bar.finish_and_clear();
     let errors = errors.load(Ordering::Relaxed);
     Ok((total - errors, errors, started.elapsed()))
