@@ -48,7 +48,12 @@ impl Inner {
             end_phy_offset,
             done: tx,
         });
-        self.flush_cv.notify_one();
+        // While the flush thread gathers a round it only needs the request that completes the
+        // round: waking it for each one cost a futex wake and a context switch per request.
+        let gathering_for = self.flush_gather_target.load(Ordering::Relaxed);
+        if gathering_for == 0 || pending.len() >= gathering_for {
+            self.flush_cv.notify_one();
+        }
         Some(rx)
     }
 
@@ -119,6 +124,11 @@ pub(super) fn run_commit_log(inner: Arc<Inner>) {
                 // moment so one fdatasync covers them all instead of splitting them over two
                 // rounds (each append notifies; bounded by the deadline).
                 let deadline = Instant::now() + GROUP_COMMIT_GATHER;
+                // Set and cleared under the `flush_requests` lock, which appenders hold when
+                // they read it, so the request that completes the round always notifies.
+                inner
+                    .flush_gather_target
+                    .store(last_batch, Ordering::Relaxed);
                 while pending.len() < last_batch && !inner.stop.load(Ordering::Acquire) {
                     if inner
                         .flush_cv
@@ -128,6 +138,7 @@ pub(super) fn run_commit_log(inner: Arc<Inner>) {
                         break;
                     }
                 }
+                inner.flush_gather_target.store(0, Ordering::Relaxed);
             }
         }
         if failed {
@@ -177,7 +188,7 @@ pub(super) fn run_prefault(inner: Arc<Inner>) {
     while !inner.stop.load(Ordering::Acquire) {
         let result = files
             .preallocate_next()
-            .and_then(|()| files.prefault_ahead(PREFAULT_AHEAD_BYTES));
+            .and_then(|()| files.prefault_ahead(PREFAULT_AHEAD_BYTES, true));
         match result {
             Ok(_) => warned = false,
             // Best effort: appends still work (creating files and faulting pages themselves).

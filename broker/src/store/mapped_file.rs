@@ -900,9 +900,13 @@ impl MappedFileQueue {
     /// become dirty zero pages of the preallocated file; the appender overwrites them soon
     /// after. On kernels without `MADV_POPULATE_WRITE` (before 5.14) it does nothing.
     ///
+    /// With `paced`, the range is populated in [`PREFAULT_CHUNK`] steps with a
+    /// [`PREFAULT_PACE`] pause after each while it leads the writer by
+    /// [`PREFAULT_RELAXED_LEAD`] (the background thread); without, as fast as the kernel goes.
+    ///
     /// # Errors
     /// Creation errors of the spare file, or `madvise` errors other than "unsupported".
-    pub fn prefault_ahead(&self, ahead: usize) -> Result<usize, MappedFileError> {
+    pub fn prefault_ahead(&self, ahead: usize, paced: bool) -> Result<usize, MappedFileError> {
         if self.prefault_unsupported.load(Ordering::Relaxed) {
             return Ok(0);
         }
@@ -932,7 +936,7 @@ impl MappedFileQueue {
                 at += n;
                 done += n;
                 let lead = start + at as i64 - (last_start + last.wrote_position() as i64);
-                if lead >= PREFAULT_RELAXED_LEAD {
+                if paced && lead >= PREFAULT_RELAXED_LEAD {
                     std::thread::sleep(PREFAULT_PACE);
                 }
             }
