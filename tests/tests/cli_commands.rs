@@ -295,6 +295,50 @@ async fn cli_administers_topics_and_sends_and_consumes() -> Result<()> {
     Ok(())
 }
 
+/// `tern bench` runs its scenarios against a real cluster and reports complete figures: every
+/// message it sent is counted (no errors), and each latency run has percentiles for all of its
+/// samples. Small sizes: this checks the harness, not performance (docs/BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_commands_report_every_message() -> Result<()> {
+    let c = cluster().await?;
+    let ns = c.namesrv.addr.as_str();
+    let report = |args: &[&str]| -> Result<Value> {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        json(&tern_ok(ns, &all, "")?)
+    };
+
+    let produce = report(&[
+        "produce", "-t", "BenchP", "--count", "300", "--warmup", "20",
+    ])?;
+    assert_eq!(produce["messages"], 300, "{produce}");
+    assert_eq!(produce["errors"], 0, "{produce}");
+    assert_eq!(produce["latencyUs"]["samples"], 300, "{produce}");
+
+    let consume = report(&["consume", "-t", "BenchC", "--fill", "300"])?;
+    assert_eq!(consume["messages"], 300, "{consume}");
+    assert_eq!(consume["errors"], 0, "{consume}");
+
+    // 200 msgs/s for 2 s, paced by the bench's own thread: all 400 sent and delivered.
+    let e2e = report(&[
+        "e2e",
+        "-t",
+        "BenchE",
+        "--rate",
+        "200",
+        "--duration-secs",
+        "2",
+    ])?;
+    assert_eq!(e2e["messages"], 400, "{e2e}");
+    assert_eq!(e2e["errors"], 0, "{e2e}");
+    assert_eq!(e2e["latencyUs"]["samples"], 400, "{e2e}");
+    let elapsed = e2e["elapsedSecs"].as_f64().context("elapsedSecs")?;
+    // The schedule spans 2 s (the last send is due at 1.995 s); sends never run ahead of it.
+    assert!(elapsed >= 1.99, "{e2e}");
+    Ok(())
+}
+
 #[test]
 fn cli_says_when_no_nameserver_answers_and_how_to_start_one() -> Result<()> {
     let free = {

@@ -1202,6 +1202,35 @@ mod tests {
     }
 
     #[test]
+    fn appended_files_have_no_readahead_until_they_are_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = MappedFileQueue::load(dir.path(), 32, ops()).unwrap();
+        let first = q.last_file_or_create(0).unwrap();
+        assert_eq!(first.access.load(Ordering::Relaxed), ACCESS_APPEND);
+        first.append(&[1; 32]).unwrap().unwrap();
+        // The roll hands the full file back to readers, with normal readahead.
+        let second = q.last_file_or_create(0).unwrap();
+        assert_eq!(first.access.load(Ordering::Relaxed), ACCESS_READ);
+        assert_eq!(second.access.load(Ordering::Relaxed), ACCESS_APPEND);
+        // Reopened files keep the default until the append path picks the last one again.
+        second.append(&[2; 8]).unwrap().unwrap();
+        drop((first, second, q));
+        let q = MappedFileQueue::load(dir.path(), 32, ops()).unwrap();
+        let files = q.files();
+        assert!(files
+            .iter()
+            .all(|f| f.access.load(Ordering::Relaxed) == ACCESS_DEFAULT));
+        files[1].truncate_to(8);
+        let last = q.last_file_or_create(0).unwrap();
+        assert_eq!(last.file_from_offset(), 32);
+        assert_eq!(last.access.load(Ordering::Relaxed), ACCESS_APPEND);
+        // The index (random access) never reads ahead.
+        let index =
+            MappedFile::create_random_access(&dir.path().join("index"), 4096, ops()).unwrap();
+        assert_eq!(index.access.load(Ordering::Relaxed), ACCESS_APPEND);
+    }
+
+    #[test]
     fn queue_rolls_finds_truncates_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let q = MappedFileQueue::load(dir.path(), 32, ops()).unwrap();
