@@ -122,6 +122,9 @@ pub(crate) struct ClientInstance {
     /// Broker addresses known at the last heartbeat triggered by a route change.
     heartbeat_addrs: Mutex<BTreeSet<String>>,
     shutdown: CancellationToken,
+    /// Set just before `shutdown` is cancelled; read on every send (a token's `is_cancelled`
+    /// takes a mutex).
+    shut_down: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -177,6 +180,7 @@ impl ClientInstance {
             namesrv_index: std::sync::atomic::AtomicUsize::new(0),
             heartbeat_addrs: Mutex::new(BTreeSet::new()),
             shutdown: CancellationToken::new(),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
         instance
@@ -199,6 +203,8 @@ impl ClientInstance {
 
     /// Stops the periodic tasks and closes every connection.
     pub(crate) async fn shutdown(&self) {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
         self.shutdown.cancel();
         let tasks = std::mem::take(&mut *self.tasks.lock());
         for task in tasks {
@@ -209,7 +215,7 @@ impl ClientInstance {
 
     /// True once [`shutdown`](Self::shutdown) began.
     pub(crate) fn is_shut_down(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.shut_down.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Registers a producer group for heartbeats.

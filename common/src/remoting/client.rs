@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,9 @@ struct ClientInner {
     connections: Mutex<HashMap<String, Slot>>,
     handler: HandlerSlot,
     shutdown: CancellationToken,
+    /// Set just before `shutdown` is cancelled, for the per-call check (a token's
+    /// `is_cancelled` takes a mutex).
+    shut_down: AtomicBool,
 }
 
 /// One address: its live connection, and a lock held while dialing so that concurrent first
@@ -136,6 +140,7 @@ impl RemotingClient {
                 connections: Mutex::new(HashMap::new()),
                 handler: Arc::new(RwLock::new(None)),
                 shutdown: CancellationToken::new(),
+                shut_down: AtomicBool::new(false),
             }),
         }
     }
@@ -211,6 +216,7 @@ impl RemotingClient {
 
     /// Closes every connection and refuses further calls.
     pub fn shutdown(&self) {
+        self.inner.shut_down.store(true, Ordering::Release);
         self.inner.shutdown.cancel();
         let slots: Vec<Slot> = self
             .inner
@@ -240,7 +246,7 @@ impl RemotingClient {
     async fn connection(&self, addr: &str) -> Result<Connection, RemotingError> {
         let dialing = {
             let mut connections = self.inner.connections.lock();
-            if self.inner.shutdown.is_cancelled() {
+            if self.inner.shut_down.load(Ordering::Acquire) {
                 return Err(RemotingError::ConnectionClosed);
             }
             if let Some(conn) = connections.get(addr).and_then(Slot::live) {
@@ -256,7 +262,7 @@ impl RemotingClient {
         }
         let conn = self.dial(addr).await?;
         let mut connections = self.inner.connections.lock();
-        if self.inner.shutdown.is_cancelled() {
+        if self.inner.shut_down.load(Ordering::Acquire) {
             conn.close();
             return Err(RemotingError::ConnectionClosed);
         }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,9 @@ struct Inner {
     next_opaque: AtomicI32,
     pending: Mutex<PendingTable>,
     closed: CancellationToken,
+    /// Set just before `closed` is cancelled: [`Connection::is_closed`] is on every request's
+    /// path and a token's `is_cancelled` takes a mutex.
+    is_closed: AtomicBool,
     last_serialize_type: AtomicU8,
 }
 
@@ -167,7 +170,7 @@ impl Connection {
 
     /// True once the connection is closed (by either side, an error, or shutdown).
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.is_cancelled()
+        self.inner.is_closed.load(Ordering::Acquire)
     }
 
     /// Resolves when the connection is closed.
@@ -186,6 +189,7 @@ impl Connection {
         };
         // Dropping the senders wakes every waiting invoke with `ConnectionClosed`.
         drop(drained);
+        self.inner.is_closed.store(true, Ordering::Release);
         self.inner.closed.cancel();
     }
 
@@ -383,6 +387,7 @@ pub(crate) fn open(stream: TcpStream, options: &LinkOptions) -> io::Result<(Conn
                 calls: HashMap::new(),
             }),
             closed: CancellationToken::new(),
+            is_closed: AtomicBool::new(false),
             last_serialize_type: AtomicU8::new(SerializeType::default().code()),
         }),
     };
