@@ -325,7 +325,9 @@ async fn send_many(
         let topic = topic.to_string();
         let bar = bar.clone();
         tasks.spawn(async move {
-            let mut hist = new_histogram()?;
+            // Raw samples, put into one histogram at the end: 256 live histograms (tens of KiB
+            // each) made every record a cache miss, 3 % of the client's CPU.
+            let mut samples = Vec::new();
             // Each iteration claims one message number; ends once `count` are claimed.
             while next.fetch_add(1, Ordering::Relaxed) < count {
                 let t0 = Instant::now();
@@ -335,7 +337,7 @@ async fn send_many(
                 {
                     Ok(_) => {
                         let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
+                        samples.push(us.clamp(1, MAX_LATENCY_US));
                     }
                     Err(err) => {
                         if errors.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -347,17 +349,18 @@ async fn send_many(
                     b.inc(1);
                 }
             }
-            Ok::<_, anyhow::Error>(hist)
+            Ok::<_, anyhow::Error>(samples)
         });
     }
-    let mut total = new_histogram()?;
+    let mut per_task = Vec::with_capacity(in_flight.max(1));
     while let Some(joined) = tasks.join_next().await {
-        let hist = joined.context("sender task")??;
-        total
-            .add(&hist)
-            .map_err(|e| anyhow!("merging histograms: {e}"))?;
+        per_task.push(joined.context("sender task")??);
     }
     let elapsed = started.elapsed();
+    let mut total = new_histogram()?;
+    for us in per_task.into_iter().flatten() {
+        total.saturating_record(us);
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
