@@ -33,13 +33,9 @@
 //! 4. **Readers.** Every borrowed slice lives only inside [`MappedFile::with_slice`], which
 //!    holds the `region` lock shared and bounds the range by the published position.
 //!
-//! 5. **Prefaulting.** [`MappedFileQueue::prefault_ahead`] writes zeros ahead of the writer
-//!    with `pwrite` ([`MappedFile::zero_fill`]) and then asks the kernel to populate page
-//!    tables (`MADV_POPULATE_WRITE`). The `pwrite` changes no byte (the file is zero there)
-//!    and happens under the `writer` mutex, only at or past the published position, so it is
-//!    a write in the sense of point 3 and no reader sees it (point 4); no reference into the
-//!    map covers that range. Populating neither reads nor writes the bytes of the map, so it is
-//!    no access in the sense of points 3 and 4 and needs no lock.
+//! 5. **Prefaulting.** [`MappedFileQueue::prefault_ahead`] asks the kernel to populate page
+//!    tables (`MADV_POPULATE_WRITE`) ahead of the writer. That neither reads nor writes the
+//!    bytes of the map, so it is no access in the sense of points 3 and 4 and needs no lock.
 //!
 //! Writes through the map cannot fail with an error code; disk exhaustion would raise
 //! `SIGBUS` on a sparse file, which is why files are preallocated with `posix_fallocate`, so
@@ -605,35 +601,6 @@ impl MappedFile {
         Ok(wrote)
     }
 
-    /// Writes zeros over `[pos, pos + len)` (clamped to the file) with `pwrite`, under the
-    /// writer mutex, if the range is still at or past the write position; returns `false`
-    /// (writing nothing) when an append has already reached `pos`.
-    ///
-    /// The bytes there are zero already (a preallocated file reads as zeros); the point is to
-    /// bring the pages into the page cache as folios of the write's size, copied rather than
-    /// zeroed by the kernel in a fault. Pages a fault brings in are either one page each (with
-    /// `MADV_RANDOM`), and then writeback cleans and shoots down the TLB entry of each page
-    /// separately, or (with readahead) large folios zeroed in one non-preemptible step
-    /// (docs/BENCHMARKS.md, Store).
-    ///
-    /// # Errors
-    /// `pwrite` errors.
-    pub fn zero_fill(&self, pos: usize, len: usize) -> io::Result<bool> {
-        let pos = pos.min(self.size);
-        let len = len.min(self.size - pos);
-        let _writer = self.writer.lock();
-        if pos < self.wrote_position.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        let mut at = pos;
-        while at < pos + len {
-            let n = ZERO_CHUNK.len().min(pos + len - at);
-            std::os::unix::fs::FileExt::write_all_at(&self._file, &ZERO_CHUNK[..n], at as u64)?;
-            at += n;
-        }
-        Ok(true)
-    }
-
     /// Populates the page tables of `[pos, pos + len)` (clamped to the file) for writing with
     /// `madvise(MADV_POPULATE_WRITE)`, without reading or writing the bytes (see
     /// [`MappedFileQueue::prefault_ahead`]).
@@ -961,15 +928,8 @@ impl MappedFileQueue {
             let mut at = pos;
             let mut result = Ok(());
             while at < pos + len {
-                // Chunks end on PREFAULT_CHUNK boundaries, so the page cache gets aligned
-                // folios of that size from `zero_fill`.
-                let n = (PREFAULT_CHUNK - at % PREFAULT_CHUNK).min(pos + len - at);
-                result = match file.zero_fill(at, n) {
-                    Ok(true) => file.prefault(at, n),
-                    // The writer got there first: nothing left to prepare in this chunk.
-                    Ok(false) => Ok(()),
-                    Err(e) => Err(e),
-                };
+                let n = PREFAULT_CHUNK.min(pos + len - at);
+                result = file.prefault(at, n);
                 if result.is_err() {
                     break;
                 }
@@ -1239,25 +1199,6 @@ mod tests {
         assert_eq!(&f.read(0, 6).unwrap()[..], b"hello!");
         f.flush().unwrap();
         assert_eq!(f.flushed_position(), 6);
-    }
-
-    #[test]
-    fn zero_fill_never_touches_appended_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = MappedFile::create(dir.path(), 0, 256 * 1024, ops()).unwrap();
-        assert_eq!(f.append(&[7; 100]).unwrap(), Some(0));
-        // Behind the writer: refused, the appended bytes stay.
-        assert!(!f.zero_fill(0, 64 * 1024).unwrap());
-        assert!(!f.zero_fill(99, 10).unwrap());
-        assert_eq!(&f.read(0, 100).unwrap()[..], &[7; 100][..]);
-        // At and past the write position: done, in chunks, clamped to the file.
-        assert!(f.zero_fill(100, 200 * 1024).unwrap());
-        assert!(f.zero_fill(250 * 1024, 64 * 1024).unwrap());
-        assert_eq!(f.append(&[9; 10]).unwrap(), Some(100));
-        assert_eq!(&f.read(0, 110).unwrap()[100..], &[9; 10][..]);
-        assert!(std::fs::read(f.path()).unwrap()[110..]
-            .iter()
-            .all(|b| *b == 0));
     }
 
     #[test]
