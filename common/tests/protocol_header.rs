@@ -70,8 +70,8 @@ fn send_v2_single_letter_keys_decode() {
     assert_eq!(SendMessageRequestHeader::decode_v2(&v2), Ok(h.clone()));
     let mut v1 = ExtFields::new();
     h.encode_ext(&mut v1);
-    assert_eq!(v1.get("producerGroup").map(String::as_str), Some("pg1"));
-    assert_eq!(v1.get("bname").map(String::as_str), Some("broker-a"));
+    assert_eq!(v1.get("producerGroup"), Some("pg1"));
+    assert_eq!(v1.get("bname"), Some("broker-a"));
     assert_eq!(SendMessageRequestHeader::decode_ext(&v1), Ok(h));
 }
 

@@ -290,11 +290,7 @@ struct JsonHeaderOut<'a> {
 fn encode_json(cmd: &RemotingCommand) -> Result<Vec<u8>, CodecError> {
     let out = JsonHeaderOut {
         code: cmd.code,
-        ext_fields: cmd
-            .ext_fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
+        ext_fields: cmd.ext_fields.iter().collect(),
         flag: cmd.flag,
         language: cmd.language.name(),
         opaque: cmd.opaque,
@@ -366,11 +362,10 @@ fn decode_json(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
     match obj.get("extFields") {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
-            for (k, v) in map {
-                if let Some(s) = json_scalar_to_string(v) {
-                    ext_fields.insert(k.clone(), s);
-                }
-            }
+            ext_fields = map
+                .iter()
+                .filter_map(|(k, v)| json_scalar_to_string(v).map(|s| (k, s)))
+                .collect();
         }
         Some(_) => {
             return Err(CodecError::InvalidField {
@@ -506,7 +501,7 @@ fn decode_binary(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
     } else {
         Some(String::from_utf8_lossy(r.take("remark", remark_len)?).into_owned())
     };
-    let mut ext_fields = ExtFields::new();
+    let mut ext_pairs = Vec::new();
     // Java tolerates a header that ends right after the remark (no extFields block).
     if !r.buf.is_empty() {
         let raw = r.i32("extFields length")?;
@@ -523,10 +518,7 @@ fn decode_binary(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
             let val = ext.take("extFields value", val_len)?;
             // Java decodes a zero-length string as null, and null fields are absent.
             if !key.is_empty() && !val.is_empty() {
-                ext_fields.insert(
-                    String::from_utf8_lossy(key).into_owned(),
-                    String::from_utf8_lossy(val).into_owned(),
-                );
+                ext_pairs.push((String::from_utf8_lossy(key), String::from_utf8_lossy(val)));
             }
         }
     }
@@ -537,7 +529,7 @@ fn decode_binary(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
         opaque,
         flag,
         remark,
-        ext_fields,
+        ext_fields: ext_pairs.into_iter().collect(),
         body: Bytes::new(),
         serialize_type: SerializeType::RocketMq,
     })
@@ -550,11 +542,11 @@ fn decode_binary(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
 /// The MessagePack header: a map with named fields, same logical content as the JSON one.
 /// Decoded straight into the command's [`ExtFields`] map (no intermediate sorted map).
 #[derive(Deserialize)]
-struct MsgPackHeader {
+struct MsgPackHeader<'a> {
     #[serde(default)]
     code: i32,
-    #[serde(default)]
-    language: Option<String>,
+    #[serde(default, borrow)]
+    language: Option<&'a str>,
     #[serde(default)]
     version: i32,
     #[serde(default)]
@@ -617,7 +609,6 @@ fn decode_msgpack(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
         code: header.code,
         language: header
             .language
-            .as_deref()
             .map_or(LanguageCode::default(), LanguageCode::from_name),
         version: header.version,
         opaque: header.opaque,

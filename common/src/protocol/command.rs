@@ -1,15 +1,10 @@
 //! [`RemotingCommand`]: one request or response of RocketMQ's remoting protocol
 //! (PROTOCOL.md §1.2), independent of how its header is serialized.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
+pub use super::ext_fields::ExtFields;
 use super::header::{CommandHeader, HeaderError};
-
-/// The custom-header fields of a command: Java field name → value rendered as a string
-/// (PROTOCOL.md §1.5).
-pub type ExtFields = HashMap<String, String>;
 
 /// Flag bit 0: the command is a response.
 pub const FLAG_RESPONSE: i32 = 0x1;
@@ -242,6 +237,6 @@ impl RemotingCommand {
 
     /// One ext field, if present.
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`command`]: [`RemotingCommand`], [`SerializeType`], [`LanguageCode`] and the flag bits.
+//! - [`ext_fields`]: [`ExtFields`], the flat string map of a command's custom-header fields.
 //! - [`codec`]: the length-prefixed frame codec (tokio-util `Decoder`/`Encoder`) and header encodings.
 //! - [`code`]: [`RequestCode`] and [`ResponseCode`] with RocketMQ's numbers.
 //! - [`header`]: the [`CommandHeader`] trait and typed headers for every request Tern serves.
@@ -10,6 +11,7 @@ pub mod body;
 pub mod code;
 pub mod codec;
 pub mod command;
+pub mod ext_fields;
 pub mod header;
 
 pub use code::{RequestCode, ResponseCode, UnknownRequestCode, UnknownResponseCode};

@@ -74,6 +74,9 @@ pub trait HeaderScalar: Sized {
     /// The wire text (Java's `toString()`).
     fn render(&self) -> String;
 
+    /// Writes the wire text under `key` without an intermediate `String`.
+    fn put_into(&self, key: &str, ext: &mut ExtFields);
+
     /// Parses the wire text leniently like Java.
     ///
     /// # Errors
@@ -107,6 +110,10 @@ impl HeaderScalar for String {
         self.clone()
     }
 
+    fn put_into(&self, key: &str, ext: &mut ExtFields) {
+        ext.put(key, self);
+    }
+
     fn parse_value(_field: &'static str, text: &str) -> Result<Self, HeaderError> {
         Ok(text.to_owned())
     }
@@ -115,6 +122,10 @@ impl HeaderScalar for String {
 impl HeaderScalar for bool {
     fn render(&self) -> String {
         if *self { "true" } else { "false" }.to_owned()
+    }
+
+    fn put_into(&self, key: &str, ext: &mut ExtFields) {
+        ext.put(key, if *self { "true" } else { "false" });
     }
 
     /// `Boolean.parseBoolean`: true iff the text is `"true"` ignoring ASCII case; never fails.
@@ -130,6 +141,10 @@ macro_rules! int_scalar {
                 self.to_string()
             }
 
+            fn put_into(&self, key: &str, ext: &mut ExtFields) {
+                ext.put_display(key, self);
+            }
+
             fn parse_value(field: &'static str, text: &str) -> Result<Self, HeaderError> {
                 text.trim().parse::<$ty>().map_err(|_| invalid(field, text))
             }
@@ -143,7 +158,7 @@ macro_rules! field_impls {
     ($($ty:ty),*) => {$(
         impl HeaderField for $ty {
             fn put(&self, key: &'static str, ext: &mut ExtFields) {
-                ext.insert(key.to_owned(), self.render());
+                self.put_into(key, ext);
             }
 
             fn take(key: &'static str, ext: &ExtFields) -> Result<Self, HeaderError> {
@@ -157,7 +172,7 @@ macro_rules! field_impls {
         impl HeaderField for Option<$ty> {
             fn put(&self, key: &'static str, ext: &mut ExtFields) {
                 if let Some(value) = self {
-                    ext.insert(key.to_owned(), value.render());
+                    value.put_into(key, ext);
                 }
             }
 
