@@ -12,13 +12,13 @@
 //! `UNKNOWN`, and at most [`MAX_TOPIC_LABELS`] distinct topics get their own series (the rest
 //! count under `topic="_other"`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,6 +35,15 @@ pub const MAX_TOPIC_LABELS: usize = 10_000;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
+}
+
+/// The four per-topic counters of one topic's series.
+#[derive(Debug, Clone)]
+struct TopicCounters {
+    messages_in: Counter,
+    bytes_in: Counter,
+    messages_out: Counter,
+    bytes_out: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +79,9 @@ pub struct BrokerMetrics {
     messages_out: Family<TopicLabels, Counter>,
     bytes_out: Family<TopicLabels, Counter>,
     topics_seen: Mutex<std::collections::HashSet<String>>,
+    /// The per-topic counters of every topic with its own series, looked up in the families
+    /// once (a family lookup hashes a freshly built label and takes a lock).
+    topic_counters: RwLock<HashMap<String, TopicCounters>>,
     messages_put_total: Counter,
     bytes_put_total: Counter,
     messages_get_total: Counter,
@@ -241,6 +253,7 @@ impl BrokerMetrics {
             messages_out,
             bytes_out,
             topics_seen: Mutex::new(std::collections::HashSet::new()),
+            topic_counters: RwLock::new(HashMap::new()),
             messages_put_total,
             bytes_put_total,
             messages_get_total,
@@ -284,6 +297,27 @@ impl BrokerMetrics {
         }
     }
 
+    /// Calls `record` with the counters of `topic`'s series (`_other` past
+    /// [`MAX_TOPIC_LABELS`] topics).
+    fn with_topic_counters(&self, topic: &str, record: impl FnOnce(&TopicCounters)) {
+        if let Some(counters) = self.topic_counters.read().get(topic) {
+            record(counters);
+            return;
+        }
+        let labels = self.topic_labels(topic);
+        let counters = TopicCounters {
+            messages_in: self.messages_in.get_or_create(&labels).clone(),
+            bytes_in: self.bytes_in.get_or_create(&labels).clone(),
+            messages_out: self.messages_out.get_or_create(&labels).clone(),
+            bytes_out: self.bytes_out.get_or_create(&labels).clone(),
+        };
+        record(&counters);
+        // Only topics with their own series are kept, so the map is bounded like the labels.
+        if labels.topic == topic {
+            self.topic_counters.write().insert(labels.topic, counters);
+        }
+    }
+
     /// Records one request of `code` that took `elapsed`, and its response when answered.
     pub fn observe(
         &self,
@@ -315,11 +349,10 @@ impl BrokerMetrics {
                         .map(|ids| ids.split(',').filter(|s| !s.is_empty()).count())
                         .filter(|n| *n > 0)
                         .unwrap_or(1);
-                    let t = self.topic_labels(topic);
-                    self.messages_in.get_or_create(&t).inc_by(count as u64);
-                    self.bytes_in
-                        .get_or_create(&t)
-                        .inc_by(request.body_len as u64);
+                    self.with_topic_counters(topic, |c| {
+                        c.messages_in.inc_by(count as u64);
+                        c.bytes_in.inc_by(request.body_len as u64);
+                    });
                 }
             }
             Ok(RequestCode::PullMessage | RequestCode::LitePullMessage) => {
@@ -337,9 +370,10 @@ impl BrokerMetrics {
             return;
         }
         let (count, bytes) = count_records(&response.body);
-        let t = self.topic_labels(topic);
-        self.messages_out.get_or_create(&t).inc_by(count);
-        self.bytes_out.get_or_create(&t).inc_by(bytes);
+        self.with_topic_counters(topic, |c| {
+            c.messages_out.inc_by(count);
+            c.bytes_out.inc_by(bytes);
+        });
     }
 
     /// Reads the scrape-time values from `ctx` and renders every metric as OpenMetrics text.

@@ -79,12 +79,19 @@ impl ExtFields {
         &self.text[span.value..span.end]
     }
 
+    /// True if the key of `span` is `key`. Length and last byte are compared before the bytes:
+    /// headers are full of same-length keys (`a`..`n`, `topic`/`queueId`), and a `memcmp` call
+    /// per candidate was most of a lookup.
+    fn key_is(text: &[u8], span: Span, key: &[u8]) -> bool {
+        span.value - span.key == key.len()
+            && (key.is_empty() || text[span.value - 1] == key[key.len() - 1])
+            && &text[span.key..span.value] == key
+    }
+
     fn position(&self, key: &str) -> Option<usize> {
         let key = key.as_bytes();
         let text = self.text.as_bytes();
-        self.spans
-            .iter()
-            .position(|s| s.value - s.key == key.len() && &text[s.key..s.value] == key)
+        self.spans.iter().position(|&s| Self::key_is(text, s, key))
     }
 
     /// The value of `key`, if present.
@@ -117,9 +124,7 @@ impl ExtFields {
         };
         let key = self.key_of(last).as_bytes();
         let text = self.text.as_bytes();
-        let earlier = rest
-            .iter()
-            .position(|s| s.value - s.key == key.len() && &text[s.key..s.value] == key);
+        let earlier = rest.iter().position(|&s| Self::key_is(text, s, key));
         if let Some(i) = earlier {
             let old = self.spans[i];
             self.garbage += old.end - old.key;
@@ -215,9 +220,13 @@ impl ExtFields {
         let n = self.spans.len();
         let mut dropped = vec![];
         if n <= PAIRWISE_DEDUP_MAX {
+            let text = self.text.as_bytes();
             for i in 0..n {
-                let key = self.key_of(self.spans[i]);
-                if self.spans[i + 1..].iter().any(|&s| self.key_of(s) == key) {
+                let key = self.key_of(self.spans[i]).as_bytes();
+                if self.spans[i + 1..]
+                    .iter()
+                    .any(|&s| Self::key_is(text, s, key))
+                {
                     dropped.push(i);
                 }
             }
