@@ -66,6 +66,11 @@ impl ExtFields {
         self.spans.len()
     }
 
+    /// Bytes of text in the keys and values together.
+    pub fn text_len(&self) -> usize {
+        self.text.len() - self.garbage
+    }
+
     /// True if there are no fields.
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
@@ -105,7 +110,7 @@ impl ExtFields {
     }
 
     /// Appends `key` and `value` as a new entry without looking for an existing one.
-    fn push(&mut self, key: &str, value: &str) {
+    pub(crate) fn push(&mut self, key: &str, value: &str) {
         let start = self.text.len();
         self.text.push_str(key);
         self.text.push_str(value);
@@ -214,10 +219,33 @@ impl ExtFields {
         self.garbage = 0;
     }
 
+    /// True when no two keys share a (length, last byte) bucket out of 64, which rules out
+    /// duplicates in one pass; the usual header (`a`..`n`, or a dozen distinct names) passes.
+    fn keys_surely_distinct(&self) -> bool {
+        let text = self.text.as_bytes();
+        let mut seen = 0u64;
+        for s in &self.spans {
+            let last = if s.value > s.key {
+                text[s.value - 1]
+            } else {
+                0
+            };
+            let bucket = ((s.value - s.key).wrapping_mul(31) + usize::from(last)) & 63;
+            if seen & (1 << bucket) != 0 {
+                return false;
+            }
+            seen |= 1 << bucket;
+        }
+        true
+    }
+
     /// Keeps only the last entry of each key (entries were pushed without checks), preserving
     /// the order of the survivors.
-    fn dedup_keep_last(&mut self) {
+    pub(crate) fn dedup_keep_last(&mut self) {
         let n = self.spans.len();
+        if self.keys_surely_distinct() {
+            return;
+        }
         let mut dropped = vec![];
         if n <= PAIRWISE_DEDUP_MAX {
             let text = self.text.as_bytes();

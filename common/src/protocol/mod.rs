@@ -13,6 +13,7 @@ pub mod codec;
 pub mod command;
 pub mod ext_fields;
 pub mod header;
+mod msgpack_header;
 
 pub use code::{RequestCode, ResponseCode, UnknownRequestCode, UnknownResponseCode};
 pub use codec::{CodecError, RemotingCodec, DEFAULT_MAX_FRAME_LEN};
