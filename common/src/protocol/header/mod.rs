@@ -71,10 +71,8 @@ impl CommandHeader for EmptyHeader {
 
 /// A scalar that travels as one `extFields` string (`String`, `i32`, `i64`, `bool`).
 pub trait HeaderScalar: Sized {
-    /// The wire text (Java's `toString()`).
-    fn render(&self) -> String;
-
-    /// Writes the wire text under `key` without an intermediate `String`.
+    /// Writes the wire text (Java's `toString()`) under `key`, without an intermediate
+    /// `String`.
     fn put_into(&self, key: &str, ext: &mut ExtFields);
 
     /// Parses the wire text leniently like Java.
@@ -106,10 +104,6 @@ fn invalid(field: &'static str, text: &str) -> HeaderError {
 }
 
 impl HeaderScalar for String {
-    fn render(&self) -> String {
-        self.clone()
-    }
-
     fn put_into(&self, key: &str, ext: &mut ExtFields) {
         ext.put(key, self);
     }
@@ -120,10 +114,6 @@ impl HeaderScalar for String {
 }
 
 impl HeaderScalar for bool {
-    fn render(&self) -> String {
-        if *self { "true" } else { "false" }.to_owned()
-    }
-
     fn put_into(&self, key: &str, ext: &mut ExtFields) {
         ext.put(key, if *self { "true" } else { "false" });
     }
@@ -137,10 +127,6 @@ impl HeaderScalar for bool {
 macro_rules! int_scalar {
     ($($ty:ty),*) => {$(
         impl HeaderScalar for $ty {
-            fn render(&self) -> String {
-                self.to_string()
-            }
-
             fn put_into(&self, key: &str, ext: &mut ExtFields) {
                 ext.put_display(key, self);
             }
