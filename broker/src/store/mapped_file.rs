@@ -33,9 +33,12 @@
 //! 4. **Readers.** Every borrowed slice lives only inside [`MappedFile::with_slice`], which
 //!    holds the `region` lock shared and bounds the range by the published position.
 //!
-//! 5. **Prefaulting.** [`MappedFileQueue::prefault_ahead`] asks the kernel to populate page
-//!    tables (`MADV_POPULATE_WRITE`) ahead of the writer. That neither reads nor writes the
-//!    bytes of the map, so it is no access in the sense of points 3 and 4 and needs no lock.
+//! 5. **Prefaulting and releasing.** [`MappedFileQueue::prefault_ahead`] asks the kernel to
+//!    populate page tables (`MADV_POPULATE_WRITE`) ahead of the writer, and
+//!    [`MappedFile::flush`] drops the page-table entries of written pages before writing them
+//!    back (`MADV_DONTNEED`, which on a shared file map keeps the page-cache pages and their
+//!    contents). Neither reads nor writes the bytes of the map, so neither is an access in the
+//!    sense of points 3 and 4, and neither needs a lock.
 //!
 //! Writes through the map cannot fail with an error code; disk exhaustion would raise
 //! `SIGBUS` on a sparse file, which is why files are preallocated with `posix_fallocate`, so
@@ -71,6 +74,23 @@ const PREFAULT_RELAXED_LEAD: i64 = 8 * 1024 * 1024;
 /// as one 20 ms slice on one of the two cores while request threads queued on the other
 /// (docs/BENCHMARKS.md, "End-to-end latency").
 const PREFAULT_PACE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Fewest whole written pages [`MappedFile::flush`] unmaps before writing them back: below
+/// this, one `madvise` call costs about what the per-page write protection it saves does.
+const RELEASE_MIN_PAGES: usize = 4;
+
+/// The system's page size in bytes (`sysconf(_SC_PAGESIZE)`, 4096 if that fails).
+fn page_size() -> usize {
+    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: `sysconf` only reads its integer argument.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|s| *s > 0)
+            .unwrap_or(4096)
+    })
+}
 
 /// [`MappedFile::access`]: the kernel's default advice (files opened at start-up).
 const ACCESS_DEFAULT: u8 = 0;
@@ -596,9 +616,45 @@ impl MappedFile {
             return Ok(flushed);
         }
         self.ops.before_flush(&self.path)?;
+        self.release_written_pages(flushed, wrote);
         self.map.flush_range(flushed, wrote - flushed)?;
         self.flushed_position.fetch_max(wrote, Ordering::AcqRel);
         Ok(wrote)
+    }
+
+    /// Drops this process's page-table entries for the whole pages of `[from, to)`
+    /// (`madvise(MADV_DONTNEED)`) before they are written back, when there are at least
+    /// [`RELEASE_MIN_PAGES`] of them. Appends never write below the published position again,
+    /// so these pages are done with.
+    ///
+    /// Why: writeback must write-protect every writable entry that maps a dirty page
+    /// (`folio_mkclean`), and Linux does that one page at a time with a TLB-shootdown IPI to
+    /// every other CPU running the broker. In a VM each IPI is a VM exit; at 140k msgs/s that
+    /// was 6–12 % of both cores (docs/BENCHMARKS.md, "fourth session"). Zapping the range
+    /// first costs one flush for all of it; the dirty bits move to the pages themselves, so
+    /// nothing is lost, and a later read of the range faults the same page-cache pages back in
+    /// (read-only, which writeback skips). Best effort: an error only costs the IPIs.
+    fn release_written_pages(&self, from: usize, to: usize) {
+        let page = page_size();
+        let start = from / page * page;
+        let end = (to / page * page).min(self.size);
+        if end <= start || (end - start) / page < RELEASE_MIN_PAGES {
+            return;
+        }
+        // SAFETY: the map is a `MAP_SHARED` map of a regular file whose length never changes
+        // while it is mapped (point 2 of the module docs), and `[start, end)` is inside it.
+        // `MADV_DONTNEED` on such a map only removes page-table entries: the page-cache pages
+        // and their contents stay (a dirty entry marks its page dirty first), and any later
+        // access maps the same pages again. No byte that a reader borrowed under
+        // `with_slice` changes, so, as with `prefault`, this is no access in the sense of
+        // points 3 and 4 and needs no lock.
+        let released = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
+        if let Err(e) = released {
+            tracing::debug!(file = %self.path.display(), cause = %e, "madvise(MADV_DONTNEED) failed");
+        }
     }
 
     /// Populates the page tables of `[pos, pos + len)` (clamped to the file) for writing with
@@ -1199,6 +1255,58 @@ mod tests {
         assert_eq!(&f.read(0, 6).unwrap()[..], b"hello!");
         f.flush().unwrap();
         assert_eq!(f.flushed_position(), 6);
+    }
+
+    /// Resident bytes of the mapping of `path` in this process (`Rss` in `/proc/self/smaps`).
+    #[cfg(target_os = "linux")]
+    fn mapped_rss(path: &Path) -> usize {
+        let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+        let name = path.to_str().unwrap();
+        let mut in_map = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if first.contains('-') && !first.ends_with(':') {
+                in_map = line.ends_with(name);
+            } else if in_map && first == "Rss:" {
+                let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+                return kib * 1024;
+            }
+        }
+        panic!("no mapping of {name}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn flush_unmaps_the_written_pages_and_keeps_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = page_size();
+        let f = MappedFile::create(dir.path(), 0, 64 * page, ops()).unwrap();
+        let data: Vec<u8> = (0..40 * page + 100).map(|i| (i % 251) as u8).collect();
+        assert_eq!(f.append(&data).unwrap(), Some(0));
+        assert!(mapped_rss(f.path()) >= 40 * page);
+        f.flush().unwrap();
+        // Only the page the writer is still in stays mapped.
+        assert!(mapped_rss(f.path()) <= page, "rss {}", mapped_rss(f.path()));
+        assert_eq!(&f.read(0, data.len()).unwrap()[..], &data[..]);
+        assert_eq!(&fs::read(f.path()).unwrap()[..data.len()], &data[..]);
+        // Appends go on in the partly written page; a short range is flushed as before.
+        assert_eq!(f.append(b"tail").unwrap(), Some(data.len()));
+        assert_eq!(f.flush().unwrap(), data.len() + 4);
+        assert_eq!(
+            &f.read(data.len() - 2, 6).unwrap()[..],
+            &[
+                data[data.len() - 2],
+                data[data.len() - 1],
+                b't',
+                b'a',
+                b'i',
+                b'l'
+            ]
+        );
+        drop(f);
+        let reopened = fs::read(dir.path().join(offset_to_file_name(0))).unwrap();
+        assert_eq!(&reopened[..data.len()], &data[..]);
+        assert_eq!(&reopened[data.len()..data.len() + 4], b"tail");
     }
 
     #[test]
