@@ -54,6 +54,10 @@ const MAX_OPAQUE_PROBES: usize = 16;
 /// Write buffer of the writer task: small frames are batched into it, larger ones bypass it.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Bytes a connection's reader asks the socket for at once: a burst of pipelined requests
+/// (or responses) is taken in one `recv` instead of one per 8 KiB.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Inline answers gathered by a connection's reader are handed to the writer once they
 /// reach this many bytes, even if more requests are readable.
 const INLINE_ANSWER_FLUSH_BYTES: usize = 64 * 1024;
@@ -393,7 +397,11 @@ pub(crate) fn open(stream: TcpStream, options: &LinkOptions) -> io::Result<(Conn
     };
     let link = Link {
         conn: conn.clone(),
-        reader: FramedRead::new(read_half, RemotingCodec::new(options.max_frame_len)),
+        reader: FramedRead::with_capacity(
+            read_half,
+            RemotingCodec::new(options.max_frame_len),
+            READ_BUFFER_BYTES,
+        ),
         write_half,
         queue,
         options: options.clone(),
@@ -781,6 +789,11 @@ async fn write_batch(
     batch_max: usize,
 ) -> io::Result<()> {
     out.write_all(&first).await?;
+    if queue.is_empty() {
+        // Let the tasks woken in this scheduler tick (the callers of a burst of responses
+        // just read) queue their frames first, so that they share one write.
+        tokio::task::yield_now().await;
+    }
     for _ in 1..batch_max {
         match queue.try_recv() {
             Ok(frame) => out.write_all(&frame).await?,
