@@ -58,6 +58,9 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// (or responses) is taken in one `recv` instead of one per 8 KiB.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Size of the buffer that a connection's requests are encoded into and split off from.
+const ENCODE_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Inline answers gathered by a connection's reader are handed to the writer once they
 /// reach this many bytes, even if more requests are readable.
 const INLINE_ANSWER_FLUSH_BYTES: usize = 64 * 1024;
@@ -86,6 +89,10 @@ struct Inner {
     /// path and a token's `is_cancelled` takes a mutex.
     is_closed: AtomicBool,
     last_serialize_type: AtomicU8,
+    /// Requests are encoded here and split off as frames, so that a run of requests shares
+    /// one allocation (of [`ENCODE_CHUNK_BYTES`]) instead of taking one each, freed by the
+    /// writer on another thread.
+    staging: Mutex<BytesMut>,
 }
 
 /// Invokes waiting for their response, by `opaque`. `closed` is set under the same lock that
@@ -262,9 +269,11 @@ impl Connection {
     }
 
     fn encode(&self, command: RemotingCommand) -> Result<Bytes, RemotingError> {
-        let mut buf = BytesMut::new();
-        RemotingCodec::new(self.inner.max_frame_len).encode(command, &mut buf)?;
-        Ok(buf.freeze())
+        let mut staging = self.inner.staging.lock();
+        reserve_chunk(&mut staging);
+        // On error the codec leaves `staging` as it was.
+        RemotingCodec::new(self.inner.max_frame_len).encode(command, &mut staging)?;
+        Ok(staging.split().freeze())
     }
 
     fn try_enqueue(&self, frame: Bytes) -> Result<(), RemotingError> {
@@ -393,6 +402,7 @@ pub(crate) fn open(stream: TcpStream, options: &LinkOptions) -> io::Result<(Conn
             closed: CancellationToken::new(),
             is_closed: AtomicBool::new(false),
             last_serialize_type: AtomicU8::new(SerializeType::default().code()),
+            staging: Mutex::new(BytesMut::new()),
         }),
     };
     let link = Link {
@@ -590,6 +600,7 @@ async fn read_loop(
             Some(response) => {
                 drop(permit);
                 if let Some(response) = response {
+                    reserve_chunk(answered);
                     encode_response(conn, response, answered);
                 }
             }
@@ -615,6 +626,16 @@ async fn read_loop(
                 );
             }
         }
+    }
+}
+
+/// Makes room for a few frames at the end of `buf`, which frames are split off from: below
+/// 4 KiB of spare capacity it takes a fresh [`ENCODE_CHUNK_BYTES`] chunk (frames split off
+/// earlier keep the old one alive until they are written; once they are, `reserve` reuses it in
+/// place), so that consecutive frames share one allocation.
+fn reserve_chunk(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < ENCODE_CHUNK_BYTES / 16 {
+        buf.reserve(ENCODE_CHUNK_BYTES);
     }
 }
 
