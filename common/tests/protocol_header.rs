@@ -181,6 +181,26 @@ fn send_response_header_carries_region_and_trace_like_java() {
 }
 
 #[test]
+fn stored_send_response_is_written_like_the_typed_header() {
+    for transaction_id in [None, Some("7F0000010001")] {
+        let mut typed = SendMessageResponseHeader::new("0A0000050000", -3, i64::MAX);
+        typed.transaction_id = transaction_id.map(str::to_owned);
+        let mut want = ExtFields::new();
+        typed.encode_ext(&mut want);
+        let mut got = ExtFields::new();
+        SendMessageResponseHeader::encode_stored(
+            &mut got,
+            "0A0000050000",
+            -3,
+            i64::MAX,
+            transaction_id,
+        );
+        assert_eq!(got, want);
+        assert_eq!(SendMessageResponseHeader::decode_ext(&got).unwrap(), typed);
+    }
+}
+
+#[test]
 fn pull_response_requires_all_four_offsets() {
     let full = PullMessageResponseHeader {
         suggest_which_broker_id: 0,

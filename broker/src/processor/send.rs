@@ -8,15 +8,16 @@
 use std::collections::BTreeMap;
 
 use rand::Rng;
+use tern_common::message::id::OffsetMsgIds;
 use tern_common::message::property::MAX_PROPERTIES_LEN_BYTES;
 use tern_common::message::record::{encoded_len, sys_flag, RecordInput};
 use tern_common::message::{
     decode_batch, decode_properties, dlq_topic, encode_properties, group_of_retry_or_dlq_topic,
-    is_retry_topic, is_send_forbidden_topic, new_uniq_id, offset_msg_id, property_key,
-    validate_topic, RMQ_SYS_TRANS_HALF_TOPIC, SCHEDULE_TOPIC_XXXX,
+    is_retry_topic, is_send_forbidden_topic, new_uniq_id, property_key, validate_topic,
+    RMQ_SYS_TRANS_HALF_TOPIC, SCHEDULE_TOPIC_XXXX,
 };
 use tern_common::protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
-use tern_common::protocol::{RemotingCommand, ResponseCode};
+use tern_common::protocol::{ExtFields, RemotingCommand, ResponseCode};
 use tern_common::remoting::Connection;
 use tern_common::route::{perm, TopicConfig, TopicFilterType};
 
@@ -556,23 +557,19 @@ fn put_response(
     }
     match (&result.append, stored) {
         (Some(append), true) => {
-            let mut phy = append.phy_offset;
-            let mut ids = Vec::with_capacity(lengths.len());
-            for len in lengths {
-                ids.push(offset_msg_id(ctx.store_host, phy));
-                phy = phy.saturating_add(i64::try_from(*len).unwrap_or(0));
-            }
-            let mut header = SendMessageResponseHeader::new(
-                ids.join(","),
+            response.ext_fields = ExtFields::with_capacity(6);
+            SendMessageResponseHeader::encode_stored(
+                &mut response.ext_fields,
+                OffsetMsgIds::new(ctx.store_host, append.phy_offset, lengths),
                 reported_queue_id,
                 append.queue_offset,
+                transaction_id.as_deref(),
             );
-            header.transaction_id = transaction_id;
             ctx.stats.record_put(
                 u64::try_from(lengths.len()).unwrap_or(0),
                 u64::try_from(lengths.iter().sum::<usize>()).unwrap_or(0),
             );
-            response.with_header(&header)
+            response
         }
         _ => {
             ctx.stats.record_send_failure();

@@ -13,6 +13,7 @@
 //! Java takes the month boundary in the local time zone; Tern uses UTC, which keeps the id
 //! unique and the same shape.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -81,6 +82,69 @@ pub fn offset_msg_id(store_host: SocketAddr, phy_offset: i64) -> String {
     push_hex(&mut out, &i32::from(store_host.port()).to_be_bytes());
     push_hex(&mut out, &phy_offset.to_be_bytes());
     out
+}
+
+/// The offset message ids of consecutive records, comma-separated, as `Display`: what a send
+/// response's `msgId` carries for a single message (one id) or a batch (one per message, in
+/// order). Rendering writes into the destination without an intermediate `String`.
+///
+/// ```
+/// use tern_common::message::id::OffsetMsgIds;
+/// let ids = OffsetMsgIds::new("10.0.0.5:10911".parse().unwrap(), 100, &[20, 30]);
+/// assert_eq!(
+///     ids.to_string(),
+///     "0A00000500002A9F0000000000000064,0A00000500002A9F0000000000000078"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetMsgIds<'a> {
+    store_host: SocketAddr,
+    first_offset: i64,
+    lengths: &'a [usize],
+}
+
+impl<'a> OffsetMsgIds<'a> {
+    /// Ids of records stored back to back from `first_offset` with the given `lengths` (bytes;
+    /// one id per length, offsets saturate at `i64::MAX`).
+    pub fn new(store_host: SocketAddr, first_offset: i64, lengths: &'a [usize]) -> Self {
+        OffsetMsgIds {
+            store_host,
+            first_offset,
+            lengths,
+        }
+    }
+}
+
+impl fmt::Display for OffsetMsgIds<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (octets, n) = ip_octets(&self.store_host.ip());
+        let mut id = [0u8; MSG_ID_LEN_V6];
+        let mut prefix = 0;
+        for &b in octets[..n]
+            .iter()
+            .chain(&i32::from(self.store_host.port()).to_be_bytes())
+        {
+            id[prefix] = HEX_UPPER[usize::from(b >> 4)];
+            id[prefix + 1] = HEX_UPPER[usize::from(b & 0x0F)];
+            prefix += 2;
+        }
+        let mut phy = self.first_offset;
+        for (i, len) in self.lengths.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let mut at = prefix;
+            for b in phy.to_be_bytes() {
+                id[at] = HEX_UPPER[usize::from(b >> 4)];
+                id[at + 1] = HEX_UPPER[usize::from(b & 0x0F)];
+                at += 2;
+            }
+            // Only ASCII hex digits were written.
+            f.write_str(std::str::from_utf8(&id[..at]).map_err(|_| fmt::Error)?)?;
+            phy = phy.saturating_add(i64::try_from(*len).unwrap_or(i64::MAX));
+        }
+        Ok(())
+    }
 }
 
 fn hex_value(c: u8) -> Result<u8, MessageIdError> {
@@ -274,6 +338,27 @@ mod tests {
         push_hex(&mut fast, &all);
         let slow: String = all.iter().map(|b| format!("{b:02X}")).collect();
         assert_eq!(fast, slow);
+    }
+
+    #[test]
+    fn offset_msg_id_list_matches_the_single_ids() {
+        let hosts: [SocketAddr; 2] = [
+            "10.0.0.5:10911".parse().expect("literal address"),
+            "[fe80::1:abcd]:10911".parse().expect("literal address"),
+        ];
+        for host in hosts {
+            assert_eq!(OffsetMsgIds::new(host, 7, &[]).to_string(), "");
+            assert_eq!(
+                OffsetMsgIds::new(host, 7, &[100]).to_string(),
+                offset_msg_id(host, 7)
+            );
+            let lengths = [100, 1, 4096];
+            let want = [7, 107, 108].map(|phy| offset_msg_id(host, phy)).join(",");
+            assert_eq!(OffsetMsgIds::new(host, 7, &lengths).to_string(), want);
+            // Offsets saturate instead of wrapping.
+            let top = OffsetMsgIds::new(host, i64::MAX - 1, &[5, 5]).to_string();
+            assert!(top.ends_with(&offset_msg_id(host, i64::MAX)));
+        }
     }
 
     #[test]

@@ -198,6 +198,27 @@ impl SendMessageResponseHeader {
             ..Default::default()
         }
     }
+
+    /// Writes into `ext` exactly the fields that [`SendMessageResponseHeader::new`] with
+    /// `transaction_id` set would, but straight from the values: the broker's per-send
+    /// response, built without a `String` per field. `msg_id` is the `Display` of the id(s)
+    /// (see [`crate::message::id::OffsetMsgIds`]).
+    pub fn encode_stored(
+        ext: &mut ExtFields,
+        msg_id: impl std::fmt::Display,
+        queue_id: i32,
+        queue_offset: i64,
+        transaction_id: Option<&str>,
+    ) {
+        ext.put_display("msgId", msg_id);
+        ext.put_display("queueId", queue_id);
+        ext.put_display("queueOffset", queue_offset);
+        if let Some(transaction_id) = transaction_id {
+            ext.put("transactionId", transaction_id);
+        }
+        ext.put("MSG_REGION", DEFAULT_MSG_REGION);
+        ext.put("TRACE_ON", "true");
+    }
 }
 
 command_header! {
