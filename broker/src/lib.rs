@@ -236,11 +236,15 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let (arrival_tx, arrival_rx) = mpsc::channel::<Arrival>(ARRIVAL_CHANNEL_CAPACITY);
     let pull_hold = Arc::clone(&ctx.pull_hold);
-    store.add_arrival_listener(Arc::new(move |ev: &store::ArrivalEvent| {
+    store.add_arrival_listener(Arc::new(move |ev: &store::ArrivalEvent<'_>| {
         // Most records arrive while no pull waits on any queue (a publish burst): skip them.
         if pull_hold.may_hold() {
-            let _ =
-                arrival_tx.try_send((ev.topic.clone(), ev.queue_id, ev.queue_offset, ev.tags_code));
+            let _ = arrival_tx.try_send((
+                ev.topic.to_owned(),
+                ev.queue_id,
+                ev.queue_offset,
+                ev.tags_code,
+            ));
         }
     }));
     let flush_metrics = Arc::clone(&ctx.metrics);

@@ -405,10 +405,10 @@ pub struct QueryMessageResult {
 }
 
 /// A new message reached a ConsumeQueue (for long polling).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArrivalEvent {
-    /// Topic.
-    pub topic: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrivalEvent<'a> {
+    /// Topic (borrowed from the dispatched record: a listener that keeps it copies it).
+    pub topic: &'a str,
     /// Queue id.
     pub queue_id: i32,
     /// New max offset of the queue (the unit's queue offset + 1).
@@ -419,8 +419,9 @@ pub struct ArrivalEvent {
     pub store_timestamp: i64,
 }
 
-/// A callback run by the reput thread for each dispatched message; must be quick.
-pub type ArrivalListener = Arc<dyn Fn(&ArrivalEvent) + Send + Sync>;
+/// A callback run by the reput thread for each dispatched message; must be quick, and must not
+/// register listeners (it runs under the read lock of the listener list).
+pub type ArrivalListener = Arc<dyn Fn(&ArrivalEvent<'_>) + Send + Sync>;
 
 /// A callback run by the flush thread after each successful CommitLog flush (`msync` /
 /// `fdatasync`) with how long it took; must be quick (metrics use it for a histogram).

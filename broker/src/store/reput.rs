@@ -159,10 +159,12 @@ impl Inner {
             )?;
         }
         if written {
-            let listeners = self.listeners.read().clone();
+            // Listeners are quick (their contract); they run under the read lock rather than
+            // on a copy of the list made for every record.
+            let listeners = self.listeners.read();
             if !listeners.is_empty() {
                 let event = ArrivalEvent {
-                    topic: req.topic.clone(),
+                    topic: &req.topic,
                     queue_id: req.queue_id,
                     queue_offset: req.queue_offset + 1,
                     tags_code: req.tags_code,
