@@ -61,6 +61,11 @@ pub(crate) struct Cli {
     /// `bench` use the SDK's default, MessagePack.
     #[arg(long, global = true, value_enum, default_value_t = Encoding::Json)]
     pub(crate) serialize_type: Encoding,
+    /// Worker threads of this process's async runtime. Default: 1 for `bench` (the client
+    /// shares a small machine with the broker it measures, and a second worker cost more in
+    /// wake-ups than it added: docs/BENCHMARKS.md, "fourth session"), else one per CPU.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) worker_threads: Option<u16>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -89,6 +94,15 @@ pub(crate) enum Command {
     /// Benchmarks against a running cluster.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+}
+
+/// Worker threads for the runtime: `--worker-threads`, else 1 for `bench`, else `None`
+/// (tokio's default: `TOKIO_WORKER_THREADS` or one per CPU).
+fn runtime_workers(cli: &Cli) -> Option<usize> {
+    cli.worker_threads.map(usize::from).or(match cli.command {
+        Command::Bench(_) => Some(1),
+        _ => None,
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -125,10 +139,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = runtime_workers(&cli);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("tern: cannot start the async runtime: {err}");
@@ -161,5 +177,32 @@ mod tests {
         let cli = Cli::try_parse_from(["tern", "topic", "list", "--json", "-n", "h:1"]).unwrap();
         assert!(cli.json);
         assert_eq!(cli.namesrv, "h:1");
+    }
+
+    #[test]
+    fn benchmarks_default_to_one_worker_thread() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap();
+        assert_eq!(
+            runtime_workers(&parse(&["tern", "bench", "produce"])),
+            Some(1)
+        );
+        assert_eq!(
+            runtime_workers(&parse(&[
+                "tern",
+                "bench",
+                "produce",
+                "--worker-threads",
+                "3"
+            ])),
+            Some(3)
+        );
+        assert_eq!(runtime_workers(&parse(&["tern", "topic", "list"])), None);
+        assert_eq!(
+            runtime_workers(&parse(&["tern", "--worker-threads", "2", "topic", "list"])),
+            Some(2)
+        );
+        assert!(
+            Cli::try_parse_from(["tern", "bench", "produce", "--worker-threads", "0"]).is_err()
+        );
     }
 }
