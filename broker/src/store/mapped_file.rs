@@ -37,8 +37,9 @@
 //!    populate page tables (`MADV_POPULATE_WRITE`) ahead of the writer, and
 //!    [`MappedFile::flush`] drops the page-table entries of written pages before writing them
 //!    back (`MADV_DONTNEED`, which on a shared file map keeps the page-cache pages and their
-//!    contents). Neither reads nor writes the bytes of the map, so neither is an access in the
-//!    sense of points 3 and 4, and neither needs a lock.
+//!    contents) and maps them again read-only after (`MADV_POPULATE_READ`). None of these reads
+//!    or writes the bytes of the map, so none is an access in the sense of points 3 and 4, and
+//!    none needs a lock.
 //!
 //! Writes through the map cannot fail with an error code; disk exhaustion would raise
 //! `SIGBUS` on a sparse file, which is why files are preallocated with `posix_fallocate`, so
@@ -635,16 +636,16 @@ impl MappedFile {
 
     /// Drops this process's page-table entries for the whole pages of `[from, to)`
     /// (`madvise(MADV_DONTNEED)`) before they are written back, when there are at least
-    /// [`RELEASE_MIN_PAGES`] of them; returns the released range `(start, len)`. Appends never write below the published position again,
-    /// so these pages are done with.
+    /// [`RELEASE_MIN_PAGES`] of them; returns the released range `(start, len)`. Appends never
+    /// write below the published position again, so these pages are done with.
     ///
     /// Why: writeback must write-protect every writable entry that maps a dirty page
     /// (`folio_mkclean`), and Linux does that one page at a time with a TLB-shootdown IPI to
     /// every other CPU running the broker. In a VM each IPI is a VM exit; at 140k msgs/s that
     /// was 6–12 % of both cores (docs/BENCHMARKS.md, "fourth session"). Zapping the range
     /// first costs one flush for all of it; the dirty bits move to the pages themselves, so
-    /// nothing is lost, and a later read of the range faults the same page-cache pages back in
-    /// (read-only, which writeback skips). Best effort: an error only costs the IPIs.
+    /// nothing is lost, and `flush` maps the pages back read-only after the write-back
+    /// (writeback skips read-only entries). Best effort: an error only costs the IPIs.
     fn release_written_pages(&self, from: usize, to: usize) -> Option<(usize, usize)> {
         let page = page_size();
         let start = from / page * page;

@@ -76,11 +76,10 @@ fn ip_octets(ip: &IpAddr) -> ([u8; 16], usize) {
 /// assert_eq!(id, "0A00000500002A9F0000000000000064");
 /// ```
 pub fn offset_msg_id(store_host: SocketAddr, phy_offset: i64) -> String {
-    let (octets, n) = ip_octets(&store_host.ip());
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(MSG_ID_LEN_V6);
-    push_hex(&mut out, &octets[..n]);
-    push_hex(&mut out, &i32::from(store_host.port()).to_be_bytes());
-    push_hex(&mut out, &phy_offset.to_be_bytes());
+    // Writing into a `String` cannot fail.
+    let _ = write!(out, "{}", OffsetMsgIds::new(store_host, phy_offset, &[0]));
     out
 }
 
@@ -117,28 +116,28 @@ impl<'a> OffsetMsgIds<'a> {
 
 impl fmt::Display for OffsetMsgIds<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Writes `bytes` as uppercase hex into `id` from `at`; returns the end.
+        fn hex_at(id: &mut [u8; MSG_ID_LEN_V6], at: usize, bytes: &[u8]) -> usize {
+            for (i, &b) in bytes.iter().enumerate() {
+                id[at + 2 * i] = HEX_UPPER[usize::from(b >> 4)];
+                id[at + 2 * i + 1] = HEX_UPPER[usize::from(b & 0x0F)];
+            }
+            at + 2 * bytes.len()
+        }
         let (octets, n) = ip_octets(&self.store_host.ip());
         let mut id = [0u8; MSG_ID_LEN_V6];
-        let mut prefix = 0;
-        for &b in octets[..n]
-            .iter()
-            .chain(&i32::from(self.store_host.port()).to_be_bytes())
-        {
-            id[prefix] = HEX_UPPER[usize::from(b >> 4)];
-            id[prefix + 1] = HEX_UPPER[usize::from(b & 0x0F)];
-            prefix += 2;
-        }
+        let prefix = hex_at(&mut id, 0, &octets[..n]);
+        let prefix = hex_at(
+            &mut id,
+            prefix,
+            &i32::from(self.store_host.port()).to_be_bytes(),
+        );
         let mut phy = self.first_offset;
         for (i, len) in self.lengths.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            let mut at = prefix;
-            for b in phy.to_be_bytes() {
-                id[at] = HEX_UPPER[usize::from(b >> 4)];
-                id[at + 1] = HEX_UPPER[usize::from(b & 0x0F)];
-                at += 2;
-            }
+            let at = hex_at(&mut id, prefix, &phy.to_be_bytes());
             // Only ASCII hex digits were written.
             f.write_str(std::str::from_utf8(&id[..at]).map_err(|_| fmt::Error)?)?;
             phy = phy.saturating_add(i64::try_from(*len).unwrap_or(i64::MAX));
