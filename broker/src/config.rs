@@ -25,6 +25,22 @@ pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("../../deploy/broker.toml")
 /// Largest IndexFile accepted, bytes (`i32::MAX`: RocketMQ addresses index files with ints).
 pub const MAX_INDEX_FILE_SIZE: u64 = 2_147_483_647;
 
+/// Largest `worker_threads` accepted.
+pub const MAX_WORKER_THREADS: usize = 1_024;
+
+/// The runtime's worker threads when `worker_threads` is 0: one less than the CPUs this
+/// process may run on, at least 1.
+///
+/// The store runs threads of its own beside the runtime (reput, CommitLog and logic-queue
+/// flush, prefault). On a 2-CPU machine a second worker only contends with them: a publish
+/// run with 256 sends in flight went from about 192k to 213k msgs/s with one worker, and
+/// consume and SYNC_FLUSH publish were no slower (docs/BENCHMARKS.md, fifth session).
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
 /// When the CommitLog is made durable relative to a send's acknowledgement (PROTOCOL.md §11.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum FlushDiskType {
@@ -163,6 +179,10 @@ pub struct RawBrokerConfig {
     pub offset_persist_interval_ms: u64,
     /// Lifetime of an orderly-consumption queue lock without renewal, ms. Default 60_000.
     pub lock_max_live_time_ms: u64,
+    /// Threads of the async runtime that serves connections and runs request handlers;
+    /// 0 (the default) means one less than the CPUs available to the process, at least 1,
+    /// which leaves a CPU to the store's own threads (reput, flush, prefault). At most 1_024.
+    pub worker_threads: usize,
     /// `IP:PORT` of the Prometheus metrics endpoint (`GET /metrics`). Default absent: off.
     pub metrics_listen: Option<String>,
     /// Also serve the remoting protocol on `listen port - 2` (RocketMQ's "fast"/VIP port,
@@ -214,6 +234,7 @@ impl Default for RawBrokerConfig {
             channel_expired_timeout_ms: 120_000,
             offset_persist_interval_ms: 5_000,
             lock_max_live_time_ms: 60_000,
+            worker_threads: 0,
             metrics_listen: None,
             fast_listen_port_enable: None,
         }
@@ -311,6 +332,9 @@ pub struct BrokerConfig {
     pub offset_persist_interval: Duration,
     /// Queue lock lifetime.
     pub lock_max_live_time: Duration,
+    /// Async runtime worker threads, resolved (at least 1; see
+    /// [`RawBrokerConfig::worker_threads`]).
+    pub worker_threads: usize,
     /// Where `GET /metrics` is served; `None` (the default) serves no metrics.
     pub metrics_listen: Option<SocketAddr>,
     /// Whether the VIP listener on `listen port - 2` runs (see [`BrokerConfig::fast_listen_addr`]).
@@ -512,6 +536,12 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
         if raw.max_frame_len < 1024 {
             return Err(invalid("max_frame_len", "must be at least 1024".into()));
         }
+        if raw.worker_threads > MAX_WORKER_THREADS {
+            return Err(invalid(
+                "worker_threads",
+                format!("must be at most {MAX_WORKER_THREADS} (0: one less than the CPUs)"),
+            ));
+        }
         if raw.transaction_check_max < 1 {
             return Err(invalid("transaction_check_max", "must be positive".into()));
         }
@@ -582,6 +612,10 @@ impl TryFrom<RawBrokerConfig> for BrokerConfig {
             channel_expired_timeout: ms(raw.channel_expired_timeout_ms.max(1_000)),
             offset_persist_interval: ms(raw.offset_persist_interval_ms.max(100)),
             lock_max_live_time: ms(raw.lock_max_live_time_ms.max(1_000)),
+            worker_threads: match raw.worker_threads {
+                0 => default_worker_threads(),
+                n => n,
+            },
             metrics_listen: match &raw.metrics_listen {
                 Some(text) => Some(text.parse().map_err(|_| {
                     invalid(
@@ -628,6 +662,21 @@ mod tests {
                 "{slots} slots / {entries} entries accepted"
             );
         }
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_less_than_the_cpus() {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let auto = BrokerConfig::try_from(RawBrokerConfig::default()).expect("default is valid");
+        assert_eq!(auto.worker_threads, cpus.saturating_sub(1).max(1));
+        let set = |n| RawBrokerConfig {
+            worker_threads: n,
+            ..RawBrokerConfig::default()
+        };
+        let three = BrokerConfig::try_from(set(3)).expect("3 workers are valid");
+        assert_eq!(three.worker_threads, 3);
+        let err = BrokerConfig::try_from(set(MAX_WORKER_THREADS + 1)).expect_err("too many");
+        assert!(err.to_string().contains("worker_threads"), "{err}");
     }
 
     #[test]

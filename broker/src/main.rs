@@ -97,6 +97,9 @@ struct Args {
     /// Also listen on listen port - 2 (RocketMQ's VIP port); default on for a fixed port.
     #[arg(long, value_name = "BOOL")]
     fast_listen_port_enable: Option<bool>,
+    /// Async runtime worker threads (0: one less than the CPUs, at least 1).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
 }
 
 impl Args {
@@ -122,6 +125,7 @@ impl Args {
             channel_expired_timeout_ms => channel_expired_timeout_ms,
             long_polling => long_polling_enable,
             max_suspended_pulls_per_queue => max_suspended_pulls_per_queue,
+            worker_threads => worker_threads,
         }
         if self.broker_ip.is_some() {
             raw.broker_ip = self.broker_ip;
@@ -135,8 +139,7 @@ impl Args {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     runtime::init_logging("info");
     let args = Args::parse();
     let text = match &args.config {
@@ -147,12 +150,25 @@ async fn main() -> Result<()> {
     let mut raw = RawBrokerConfig::from_toml(&text).context("parsing the configuration")?;
     args.apply(&mut raw);
     let config = BrokerConfig::try_from(raw).context("validating the configuration")?;
+    // Built here rather than by `#[tokio::main]` because its size is configured.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: BrokerConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let shutdown = runtime::shutdown_signal().context("installing the signal handlers")?;
-    info!("listening on {local}");
+    info!(
+        worker_threads = config.worker_threads,
+        "listening on {local}"
+    );
     runtime::announce_listening(local).context("writing to stdout")?;
     tern_broker::run(config, listener, shutdown)
         .await
