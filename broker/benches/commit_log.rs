@@ -1,14 +1,16 @@
 //! CommitLog append throughput: 1 KiB messages under ASYNC_FLUSH (one appender, the sync
-//! `append` call the put path uses; into fresh pages, and into pages populated beforehand) and
-//! under SYNC_FLUSH group commit with 64 concurrent
-//! writers (each `put_message` waits for the flush covering it). Results are recorded in
-//! `docs/BENCHMARKS.md`; run with `cargo bench -p tern-broker --bench commit_log`.
+//! `append` call the put path uses; into fresh pages, and into pages populated beforehand), a
+//! baseline without the store (the same records copied into fresh mapped files by one thread),
+//! and SYNC_FLUSH group commit with 64 concurrent writers (each `put_message` waits for the
+//! flush covering it). Results are recorded in `docs/BENCHMARKS.md`; run with
+//! `cargo bench -p tern-broker --bench commit_log`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tern_broker::store::mapped_file::{MappedFile, RealFileOps};
 use tern_broker::store::{FlushDiskType, MessageStore, PutMessageStatus, StoreConfig};
 use tern_common::message::record::RecordInput;
 
@@ -83,6 +85,46 @@ fn async_flush_warm(c: &mut Criterion) {
     group.finish();
 }
 
+/// The machine's own limit for the sustained case, measured beside it: 1 KiB records (of the
+/// store's record length) copied one after another into fresh memory-mapped files, made and
+/// advised as the CommitLog's are, by one thread, with nothing else (no lock, no encoding, no
+/// reput, no flush, no prefault thread). Whatever `append_1k_async_flush` loses against this
+/// is the store's; what this loses against `append_1k_async_flush_warm` is the cost of the
+/// fresh pages.
+fn baseline_copy_into_fresh_map(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = {
+        let probe = tempfile::tempdir().expect("temp dir");
+        let store = MessageStore::open(config(probe.path(), FlushDiskType::AsyncFlush))
+            .expect("open store");
+        let (r, _) = store.append(&[input(0)]);
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+        vec![b'x'; usize::try_from(store.max_phy_offset()).expect("small offset")]
+    };
+    const FILE_SIZE: usize = 256 * 1024 * 1024;
+    let mut files = Vec::new();
+    let next_file = |files: &mut Vec<MappedFile>| {
+        let from = i64::try_from(files.len() * FILE_SIZE).expect("small offset");
+        let file = MappedFile::create(dir.path(), from, FILE_SIZE, Arc::new(RealFileOps))
+            .expect("create mapped file");
+        files.push(file);
+    };
+    next_file(&mut files);
+    let mut group = c.benchmark_group("commit_log");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("baseline_copy_1k_into_fresh_map", |b| {
+        b.iter(|| {
+            let last = files.last().expect("a file");
+            if last.append(&record).expect("append").is_none() {
+                next_file(&mut files);
+                let last = files.last().expect("a file");
+                assert!(last.append(&record).expect("append").is_some());
+            }
+        })
+    });
+    group.finish();
+}
+
 fn sync_flush(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
@@ -130,6 +172,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = async_flush, async_flush_warm, sync_flush
+    targets = async_flush, async_flush_warm, baseline_copy_into_fresh_map, sync_flush
 }
 criterion_main!(benches);
