@@ -33,8 +33,9 @@ pub const MAX_WORKER_THREADS: usize = 1_024;
 ///
 /// The store runs threads of its own beside the runtime (reput, CommitLog and logic-queue
 /// flush, prefault). On a 2-CPU machine a second worker only contends with them: a publish
-/// run with 256 sends in flight went from about 192k to 213k msgs/s with one worker, and
-/// consume and SYNC_FLUSH publish were no slower (docs/BENCHMARKS.md, fifth session).
+/// run with 256 sends in flight went from a median of about 192k to 211k msgs/s with one
+/// worker, and consume and SYNC_FLUSH publish were no slower (docs/BENCHMARKS.md, fifth
+/// session).
 pub fn default_worker_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
