@@ -44,6 +44,17 @@ pub struct ExtFields {
     spans: Vec<Span>,
     /// Bytes of `text` no span refers to any more (replaced or removed entries).
     garbage: usize,
+    /// One bit per [`key_bucket`] of every key pushed since the last [`ExtFields::clear`]
+    /// (removals leave their bit set). A key whose bit is clear is surely absent, so a fresh
+    /// key is added and a missing optional field is looked up without a scan.
+    buckets: u64,
+}
+
+/// The bit of `key`'s bucket in [`ExtFields::buckets`]: one of 64, from its length and last
+/// byte, which tells apart the single-letter keys `a`..`z` and most of a header's names.
+fn key_bucket(key: &[u8]) -> u64 {
+    let last = key.last().copied().unwrap_or(0);
+    1 << ((key.len().wrapping_mul(31) + usize::from(last)) & 63)
 }
 
 impl ExtFields {
@@ -58,6 +69,7 @@ impl ExtFields {
             text: String::with_capacity(fields * 16),
             spans: Vec::with_capacity(fields),
             garbage: 0,
+            buckets: 0,
         }
     }
 
@@ -95,6 +107,9 @@ impl ExtFields {
 
     fn position(&self, key: &str) -> Option<usize> {
         let key = key.as_bytes();
+        if self.buckets & key_bucket(key) == 0 {
+            return None;
+        }
         let text = self.text.as_bytes();
         self.spans.iter().position(|&s| Self::key_is(text, s, key))
     }
@@ -109,21 +124,31 @@ impl ExtFields {
         self.position(key).is_some()
     }
 
+    /// Records an entry whose text is already in `text`, and the bucket of its key.
+    fn push_span(&mut self, span: Span) {
+        self.buckets |= key_bucket(&self.text.as_bytes()[span.key..span.value]);
+        self.spans.push(span);
+    }
+
     /// Appends `key` and `value` as a new entry without looking for an existing one.
     pub(crate) fn push(&mut self, key: &str, value: &str) {
         let start = self.text.len();
         self.text.push_str(key);
         self.text.push_str(value);
-        self.spans.push(Span {
+        self.push_span(Span {
             key: start,
             value: start + key.len(),
             end: self.text.len(),
         });
     }
 
-    /// Makes the entry written last (at `text[start..]`) the value of its key: if the key was
-    /// present, the old entry takes the new span and the last one is dropped.
-    fn settle_last(&mut self) {
+    /// Makes the entry written last the value of its key: if the key was present, the old
+    /// entry takes the new span and the last one is dropped. `maybe_present` is false when
+    /// the key's bucket was empty before the entry was pushed, so no scan is needed.
+    fn settle_last(&mut self, maybe_present: bool) {
+        if !maybe_present {
+            return;
+        }
         let Some((&last, rest)) = self.spans.split_last() else {
             return;
         };
@@ -141,24 +166,26 @@ impl ExtFields {
 
     /// Sets `key` to `value`, replacing any earlier value. Allocates only to grow the buffer.
     pub fn put(&mut self, key: &str, value: &str) {
+        let maybe_present = self.buckets & key_bucket(key.as_bytes()) != 0;
         self.push(key, value);
-        self.settle_last();
+        self.settle_last(maybe_present);
     }
 
     /// Sets `key` to `value`'s `Display` text (numbers, booleans) without an intermediate
     /// `String`.
     pub fn put_display(&mut self, key: &str, value: impl fmt::Display) {
+        let maybe_present = self.buckets & key_bucket(key.as_bytes()) != 0;
         let start = self.text.len();
         self.text.push_str(key);
         let value_start = self.text.len();
         // Writing into a `String` cannot fail.
         let _ = write!(self.text, "{value}");
-        self.spans.push(Span {
+        self.push_span(Span {
             key: start,
             value: value_start,
             end: self.text.len(),
         });
-        self.settle_last();
+        self.settle_last(maybe_present);
     }
 
     /// Sets `key` to `value` and returns the value it replaces, like `HashMap::insert`.
@@ -183,6 +210,7 @@ impl ExtFields {
         self.text.clear();
         self.spans.clear();
         self.garbage = 0;
+        self.buckets = 0;
     }
 
     /// The fields in insertion order.
@@ -225,16 +253,11 @@ impl ExtFields {
         let text = self.text.as_bytes();
         let mut seen = 0u64;
         for s in &self.spans {
-            let last = if s.value > s.key {
-                text[s.value - 1]
-            } else {
-                0
-            };
-            let bucket = ((s.value - s.key).wrapping_mul(31) + usize::from(last)) & 63;
-            if seen & (1 << bucket) != 0 {
+            let bit = key_bucket(&text[s.key..s.value]);
+            if seen & bit != 0 {
                 return false;
             }
-            seen |= 1 << bucket;
+            seen |= bit;
         }
         true
     }
@@ -413,7 +436,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 what: "a string, number or boolean value",
             })?;
             if value.is_some() {
-                fields.spans.push(Span {
+                fields.push_span(Span {
                     key: start,
                     value: value_start,
                     end: fields.text.len(),
@@ -509,6 +532,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_sharing_a_bucket_are_still_told_apart() {
+        // "a" and "xx#" fall in the same bucket: (1·31 + 97) ≡ (3·31 + 35) mod 64.
+        assert_eq!(key_bucket(b"a"), key_bucket(b"xx#"));
+        let mut ext = ExtFields::new();
+        ext.put("a", "1");
+        assert_eq!(ext.get("xx#"), None);
+        ext.put("xx#", "2");
+        ext.put("a", "3");
+        ext.put_display("xx#", 4);
+        assert_eq!(ext.iter().collect::<Vec<_>>(), [("a", "3"), ("xx#", "4")]);
+        assert_eq!(ext.remove("a"), Some("3".into()));
+        assert_eq!(ext.get("a"), None);
+        ext.put("a", "5");
+        assert_eq!(ext.iter().collect::<Vec<_>>(), [("xx#", "4"), ("a", "5")]);
+        ext.clear();
+        assert!(ext.is_empty());
+        assert_eq!(ext.get("xx#"), None);
+        let dup = ExtFields::from([("a", "1"), ("xx#", "2"), ("a", "3")]);
+        assert_eq!(dup.iter().collect::<Vec<_>>(), [("xx#", "2"), ("a", "3")]);
+    }
+
+    #[test]
     fn equality_ignores_order() {
         let a = ExtFields::from([("x", "1"), ("y", "2")]);
         let b = ExtFields::from([("y", "2"), ("x", "1")]);
@@ -554,6 +599,51 @@ mod tests {
         let back: ExtFields = serde_json::from_str(&text).unwrap();
         assert_eq!(back, ext);
         assert!(serde_json::from_str::<ExtFields>(r#"{"a":[1]}"#).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any sequence of puts, removes and clears leaves the fields a model map would hold,
+        /// keys sharing a bucket included.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((0u8..4, 0usize..6, 0u32..100), 0..80)) {
+            const KEYS: [&str; 6] = ["a", "xx#", "b", "topic", "queueId", ""];
+            let mut ext = ExtFields::new();
+            let mut model: Vec<(&str, String)> = vec![];
+            for (op, k, v) in ops {
+                let key = KEYS[k];
+                match op {
+                    0 => {
+                        ext.put(key, &v.to_string());
+                        match model.iter_mut().find(|(mk, _)| *mk == key) {
+                            Some(entry) => entry.1 = v.to_string(),
+                            None => model.push((key, v.to_string())),
+                        }
+                    }
+                    1 => {
+                        ext.put_display(key, v);
+                        match model.iter_mut().find(|(mk, _)| *mk == key) {
+                            Some(entry) => entry.1 = v.to_string(),
+                            None => model.push((key, v.to_string())),
+                        }
+                    }
+                    2 => {
+                        let expected = model.iter().position(|(mk, _)| *mk == key).map(|i| model.remove(i).1);
+                        proptest::prop_assert_eq!(ext.remove(key), expected);
+                    }
+                    _ => {
+                        if v % 10 == 0 {
+                            ext.clear();
+                            model.clear();
+                        }
+                    }
+                }
+                for key in KEYS {
+                    let expected = model.iter().find(|(mk, _)| *mk == key).map(|(_, v)| v.as_str());
+                    proptest::prop_assert_eq!(ext.get(key), expected);
+                }
+                proptest::prop_assert_eq!(ext.len(), model.len());
+            }
+        }
     }
 
     #[test]

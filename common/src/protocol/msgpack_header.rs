@@ -1,5 +1,9 @@
 //! A hand-written reader for the usual MessagePack header (ARCHITECTURE.md "Tern's MessagePack
-//! header"), in front of the `rmp-serde` one.
+//! header"), in front of the `rmp-serde` one, and a hand-written writer in place of it.
+//!
+//! [`encode`] writes exactly the bytes `rmp_serde::encode::write_named` writes for the header
+//! struct (the tests hold the two to byte parity), straight into the frame buffer: through
+//! serde it was about 8 % of a client's CPU per send, plus a copy out of a scratch `Vec`.
 //!
 //! Going through serde costs about 500 ns for a SEND_MESSAGE_V2 header (a struct visitor that
 //! matches field names, a generic value dispatch per element); this reader takes the header
@@ -9,10 +13,117 @@
 //! so what is accepted, what is rejected and every error message stay exactly those of the
 //! serde path: this reader only ever gives the same answer sooner.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
+use super::codec::{CodecError, MAX_HEADER_LEN};
 use super::command::{LanguageCode, RemotingCommand, SerializeType};
 use super::ext_fields::ExtFields;
+
+/// Writes a string with the shortest MessagePack prefix (fixstr, str8, str16 or str32), as
+/// `rmp::encode::write_str` does.
+///
+/// # Errors
+/// [`CodecError::HeaderTooLarge`] for a string longer than a header may be at all.
+fn put_str<B: BufMut>(out: &mut B, s: &str) -> Result<(), CodecError> {
+    let len = s.len();
+    if len < 32 {
+        out.put_u8(0xa0 | len as u8);
+    } else if len < 256 {
+        out.put_u8(0xd9);
+        out.put_u8(len as u8);
+    } else if len < 65_536 {
+        out.put_u8(0xda);
+        out.put_u16(len as u16);
+    } else if len <= MAX_HEADER_LEN {
+        out.put_u8(0xdb);
+        out.put_u32(len as u32);
+    } else {
+        return Err(CodecError::HeaderTooLarge { len });
+    }
+    out.put_slice(s.as_bytes());
+    Ok(())
+}
+
+/// Writes an integer in the shortest form, as `rmp::encode::write_sint` does (non-negative
+/// values as unsigned).
+fn put_int<B: BufMut>(out: &mut B, v: i32) {
+    match v {
+        -32..=-1 => out.put_i8(v as i8),
+        -128..=-33 => {
+            out.put_u8(0xd0);
+            out.put_i8(v as i8);
+        }
+        -32_768..=-129 => {
+            out.put_u8(0xd1);
+            out.put_i16(v as i16);
+        }
+        i32::MIN..=-32_769 => {
+            out.put_u8(0xd2);
+            out.put_i32(v);
+        }
+        0..=127 => out.put_u8(v as u8),
+        128..=255 => {
+            out.put_u8(0xcc);
+            out.put_u8(v as u8);
+        }
+        256..=65_535 => {
+            out.put_u8(0xcd);
+            out.put_u16(v as u16);
+        }
+        _ => {
+            out.put_u8(0xce);
+            out.put_u32(v as u32);
+        }
+    }
+}
+
+/// Writes a map header with the shortest prefix, as `rmp::encode::write_map_len` does.
+fn put_map_len<B: BufMut>(out: &mut B, len: usize) -> Result<(), CodecError> {
+    if len < 16 {
+        out.put_u8(0x80 | len as u8);
+    } else if len < 65_536 {
+        out.put_u8(0xde);
+        out.put_u16(len as u16);
+    } else if len <= MAX_HEADER_LEN {
+        out.put_u8(0xdf);
+        out.put_u32(len as u32);
+    } else {
+        return Err(CodecError::HeaderTooLarge { len });
+    }
+    Ok(())
+}
+
+/// Writes `cmd`'s header (everything but the body) as Tern's MessagePack header: a map of
+/// `code`, `language`, `version`, `opaque`, `flag`, `remark` (only when set) and `extFields`
+/// (a map of strings in insertion order).
+///
+/// # Errors
+/// [`CodecError::HeaderTooLarge`] if a string or the ext-field count is beyond any header's
+/// 24-bit length; `out` then holds a partial header for the caller to drop.
+pub(crate) fn encode<B: BufMut>(cmd: &RemotingCommand, out: &mut B) -> Result<(), CodecError> {
+    out.put_u8(if cmd.remark.is_some() { 0x87 } else { 0x86 });
+    put_str(out, "code")?;
+    put_int(out, cmd.code);
+    put_str(out, "language")?;
+    put_str(out, cmd.language.name())?;
+    put_str(out, "version")?;
+    put_int(out, cmd.version);
+    put_str(out, "opaque")?;
+    put_int(out, cmd.opaque);
+    put_str(out, "flag")?;
+    put_int(out, cmd.flag);
+    if let Some(remark) = &cmd.remark {
+        put_str(out, "remark")?;
+        put_str(out, remark)?;
+    }
+    put_str(out, "extFields")?;
+    put_map_len(out, cmd.ext_fields.len())?;
+    for (key, value) in &cmd.ext_fields {
+        put_str(out, key)?;
+        put_str(out, value)?;
+    }
+    Ok(())
+}
 
 /// A cursor over the header bytes; every read is bounds-checked and `None` past the end.
 struct Reader<'a> {
@@ -202,7 +313,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::protocol::codec::{decode_serde_msgpack, encode_header};
+    use crate::protocol::codec::{decode_serde_msgpack, encode_header, encode_serde_msgpack};
 
     /// The fast reader either declines or agrees with the serde path.
     fn check_parity(bytes: &[u8]) -> Option<RemotingCommand> {
@@ -338,7 +449,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn writes_what_rmp_serde_writes() {
+        let mut cmd = sample();
+        assert_eq!(encode_header(&cmd).unwrap(), encode_serde_msgpack(&cmd));
+        cmd.remark = None;
+        cmd.ext_fields = (0..20)
+            .map(|i| (format!("k{i}"), "v".repeat(i * 40)))
+            .collect();
+        assert_eq!(encode_header(&cmd).unwrap(), encode_serde_msgpack(&cmd));
+        cmd.ext_fields = (0..70_000)
+            .map(|i| (i.to_string(), String::new()))
+            .collect();
+        assert_eq!(encode_header(&cmd).unwrap(), encode_serde_msgpack(&cmd));
+    }
+
     proptest! {
+        /// Every integer width and string length class, byte for byte as `rmp-serde`.
+        #[test]
+        fn encoding_matches_rmp_serde(
+            code in any::<i32>(),
+            version in prop_oneof![any::<i32>(), -300i32..300],
+            opaque in prop_oneof![any::<i32>(), -70_000i32..70_000],
+            flag in 0i32..4,
+            remark in proptest::option::of(0usize..300),
+            fields in proptest::collection::vec((0usize..40, 0usize..70_000), 0..20),
+        ) {
+            let mut cmd = RemotingCommand::request_empty(code)
+                .with_serialize_type(SerializeType::MsgPack);
+            cmd.version = version;
+            cmd.opaque = opaque;
+            cmd.flag = flag;
+            cmd.remark = remark.map(|n| "r".repeat(n));
+            for (k, v) in fields {
+                cmd.ext_fields.put(&"k".repeat(k), &"é".repeat(v / 2));
+            }
+            let bytes = encode_header(&cmd).unwrap();
+            prop_assert_eq!(&bytes, &encode_serde_msgpack(&cmd));
+            prop_assert_eq!(check_parity(&bytes), Some(cmd));
+        }
+
         #[test]
         fn arbitrary_bytes_never_disagree(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             check_parity(&bytes);
