@@ -454,6 +454,64 @@ async fn invoke_timeout_leaves_no_pending_entry() {
     server.shutdown().await;
 }
 
+/// Deadlines are swept by one task per connection: a short deadline registered behind a long
+/// one still fires on time, and the long call is left waiting.
+#[tokio::test]
+async fn a_shorter_deadline_behind_a_longer_one_still_fires() {
+    let mut server = TestServer::start(ServerConfig::default()).await;
+    let client = new_client(SerializeType::MsgPack);
+    let addr = server.addr();
+    let long_call = {
+        let client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            client
+                .invoke(
+                    &addr,
+                    RemotingCommand::request_empty(NEVER),
+                    Duration::from_secs(60),
+                )
+                .await
+        })
+    };
+    // Let the long call register first.
+    for _ in 0..200 {
+        if client.pending_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.pending_count(), 1);
+    let started = std::time::Instant::now();
+    let short = tokio::time::timeout(
+        LONG,
+        client.invoke(
+            &addr,
+            RemotingCommand::request_empty(NEVER),
+            Duration::from_millis(150),
+        ),
+    )
+    .await
+    .expect("the short deadline fired before the test's bound");
+    assert!(
+        matches!(
+            short,
+            Err(RemotingError::Timeout {
+                timeout_ms: 150,
+                ..
+            })
+        ),
+        "{short:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(!long_call.is_finished());
+    assert_eq!(client.pending_count(), 1);
+    long_call.abort();
+    let _ = long_call.await;
+    assert_eq!(client.pending_count(), 0);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn pending_invoke_fails_when_connection_closes() {
     let mut server = TestServer::start(ServerConfig::default()).await;

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::codec::{Encoder, FramedRead};
@@ -50,6 +50,9 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How many `opaque` values an invoke tries when the counter wrapped onto a still-pending call.
 const MAX_OPAQUE_PROBES: usize = 16;
+
+/// Stands for "no deadline" when an invoke's timeout overflows the clock (about 30 years).
+const NO_DEADLINE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Write buffer of the writer task: small frames are batched into it, larger ones bypass it.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -93,13 +96,36 @@ struct Inner {
     /// one allocation (of [`ENCODE_CHUNK_BYTES`]) instead of taking one each, freed by the
     /// writer on another thread.
     staging: Mutex<BytesMut>,
+    /// Wakes the timeout sweeper ([`sweep_timeouts`]) when an invoke registers a deadline
+    /// earlier than the one it sleeps until.
+    sweep: Notify,
 }
 
 /// Invokes waiting for their response, by `opaque`. `closed` is set under the same lock that
 /// inserts, so no invoke can register after the table was drained.
+///
+/// Deadlines are enforced by one sweeper task per connection rather than a timer per invoke,
+/// as RocketMQ's `scanResponseTable` does: a tokio timer registered and cleared on every call
+/// was 6 % of a publishing client's CPU.
 struct PendingTable {
     closed: bool,
-    calls: HashMap<i32, oneshot::Sender<RemotingCommand>>,
+    calls: HashMap<i32, PendingCall>,
+    /// When the sweeper next looks for expired calls: no later than the earliest deadline in
+    /// `calls` (it may be earlier, once that call has completed). `None`: the sweeper waits
+    /// for a registration.
+    sweep_at: Option<Instant>,
+}
+
+/// One invoke waiting for its response.
+struct PendingCall {
+    reply: oneshot::Sender<Reply>,
+    deadline: Instant,
+}
+
+/// What a waiting invoke is woken with (a dropped sender means the connection closed).
+enum Reply {
+    Response(RemotingCommand),
+    TimedOut,
 }
 
 impl fmt::Debug for Connection {
@@ -226,7 +252,13 @@ impl Connection {
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
         request.flag &= !(FLAG_RESPONSE | FLAG_ONEWAY);
-        let (opaque, response) = self.register()?;
+        let timed_out = || RemotingError::Timeout {
+            addr: self.inner.peer_addr.to_string(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + NO_DEADLINE);
+        let (opaque, response) = self.register(deadline)?;
         // Removes the pending entry on every exit path: timeout, error, or the caller dropping
         // this future.
         let _pending = PendingGuard {
@@ -235,16 +267,26 @@ impl Connection {
         };
         request.opaque = opaque;
         let frame = self.encode(request)?;
-        let call = async {
-            self.enqueue(frame).await?;
-            response.await.map_err(|_| RemotingError::ConnectionClosed)
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(RemotingError::Timeout {
-                addr: self.inner.peer_addr.to_string(),
-                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
+        if self.is_closed() {
+            return Err(RemotingError::ConnectionClosed);
+        }
+        match self.inner.writer.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(RemotingError::ConnectionClosed)
+            }
+            // A full queue is waited on, within the call's deadline.
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                match tokio::time::timeout_at(deadline, self.enqueue(frame)).await {
+                    Ok(queued) => queued?,
+                    Err(_) => return Err(timed_out()),
+                }
+            }
+        }
+        match response.await {
+            Ok(Reply::Response(response)) => Ok(response),
+            Ok(Reply::TimedOut) => Err(timed_out()),
+            Err(_) => Err(RemotingError::ConnectionClosed),
         }
     }
 
@@ -296,8 +338,13 @@ impl Connection {
         }
     }
 
-    fn register(&self) -> Result<(i32, oneshot::Receiver<RemotingCommand>), RemotingError> {
-        let (tx, rx) = oneshot::channel();
+    /// Enters a call that must be answered by `deadline` in the pending table, waking the
+    /// sweeper if that is earlier than it planned to look.
+    fn register(
+        &self,
+        deadline: Instant,
+    ) -> Result<(i32, oneshot::Receiver<Reply>), RemotingError> {
+        let (reply, rx) = oneshot::channel();
         let mut pending = self.inner.pending.lock();
         if pending.closed {
             return Err(RemotingError::ConnectionClosed);
@@ -305,7 +352,15 @@ impl Connection {
         for _ in 0..MAX_OPAQUE_PROBES {
             let opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed);
             if let Entry::Vacant(slot) = pending.calls.entry(opaque) {
-                slot.insert(tx);
+                slot.insert(PendingCall { reply, deadline });
+                let sooner = pending.sweep_at.is_none_or(|at| deadline < at);
+                if sooner {
+                    pending.sweep_at = Some(deadline);
+                }
+                drop(pending);
+                if sooner {
+                    self.inner.sweep.notify_one();
+                }
                 return Ok((opaque, rx));
             }
         }
@@ -317,7 +372,7 @@ impl Connection {
         let waiter = self.inner.pending.lock().calls.remove(&response.opaque);
         match waiter {
             // The invoke may have timed out in the meantime; then the response is dropped.
-            Some(waiter) => drop(waiter.send(response)),
+            Some(waiter) => drop(waiter.reply.send(Reply::Response(response))),
             None => debug!(
                 opaque = response.opaque,
                 code = response.code,
@@ -398,11 +453,13 @@ pub(crate) fn open(stream: TcpStream, options: &LinkOptions) -> io::Result<(Conn
             pending: Mutex::new(PendingTable {
                 closed: false,
                 calls: HashMap::new(),
+                sweep_at: None,
             }),
             closed: CancellationToken::new(),
             is_closed: AtomicBool::new(false),
             last_serialize_type: AtomicU8::new(SerializeType::default().code()),
             staging: Mutex::new(BytesMut::new()),
+            sweep: Notify::new(),
         }),
     };
     let link = Link {
@@ -433,6 +490,8 @@ impl Link {
             options,
         } = self;
         let writer = tokio::spawn(write_loop(conn.clone(), write_half, queue).in_current_span());
+        // Ends when the connection closes, which this function makes sure of below.
+        tokio::spawn(sweep_timeouts(conn.clone()).in_current_span());
         let mut tasks = JoinSet::new();
         let mut answered = BytesMut::new();
         let end = read_loop(
@@ -625,6 +684,35 @@ async fn read_loop(
                     .in_current_span(),
                 );
             }
+        }
+    }
+}
+
+/// Fails each pending invoke of `conn` whose deadline has passed with
+/// [`RemotingError::Timeout`], sleeping in between until the table's `sweep_at`; returns once
+/// the connection is closed.
+async fn sweep_timeouts(conn: Connection) {
+    let inner = &conn.inner;
+    loop {
+        let (expired, wake_at) = {
+            let mut pending = inner.pending.lock();
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            if pending.sweep_at.is_some_and(|at| at <= now) {
+                expired.extend(pending.calls.extract_if(|_, call| call.deadline <= now));
+                pending.sweep_at = pending.calls.values().map(|call| call.deadline).min();
+            }
+            (expired, pending.sweep_at)
+        };
+        for (_, call) in expired {
+            // The invoke may be gone already (dropped by its caller); nothing to tell then.
+            drop(call.reply.send(Reply::TimedOut));
+        }
+        tokio::select! {
+            biased;
+            () = inner.closed.cancelled() => return,
+            () = inner.sweep.notified() => {}
+            () = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
         }
     }
 }
