@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes};
 
 use super::codec::{CodecError, MAX_HEADER_LEN};
 use super::command::{LanguageCode, RemotingCommand, SerializeType};
-use super::ext_fields::ExtFields;
+use super::ext_fields::{ExtFields, RawFields};
 
 /// Writes a string with the shortest MessagePack prefix (fixstr, str8, str16 or str32), as
 /// `rmp::encode::write_str` does.
@@ -130,6 +130,14 @@ struct Reader<'a> {
     buf: &'a [u8],
 }
 
+/// One MessagePack scalar as the ext fields use them, a string's bytes unchecked.
+enum Raw<'a> {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Str(&'a [u8]),
+}
+
 /// One MessagePack scalar as the header uses them.
 enum Scalar<'a> {
     Nil,
@@ -160,6 +168,26 @@ impl<'a> Reader<'a> {
 
     fn str_of_len(&mut self, n: usize) -> Option<&'a str> {
         std::str::from_utf8(self.bytes(n)?).ok()
+    }
+
+    /// Like [`Reader::scalar`] with a string's bytes not yet checked as UTF-8.
+    fn raw(&mut self) -> Option<Raw<'a>> {
+        if !matches!(self.peek()?, 0xa0..=0xbf | 0xd9..=0xdb) {
+            return Some(match self.scalar()? {
+                Scalar::Nil => Raw::Nil,
+                Scalar::Bool(b) => Raw::Bool(b),
+                Scalar::Int(v) => Raw::Int(v),
+                Scalar::Str(_) => return None,
+            });
+        }
+        let marker = self.u8()?;
+        let len = match marker {
+            0xd9 => usize::from(self.u8()?),
+            0xda => usize::from(u16::from_be_bytes(self.be()?)),
+            0xdb => usize::try_from(u32::from_be_bytes(self.be()?)).ok()?,
+            _ => usize::from(marker & 0x1f),
+        };
+        Some(Raw::Str(self.bytes(len)?))
     }
 
     /// A nil, boolean, integer or string; `None` for any other type (or a short buffer).
@@ -236,21 +264,22 @@ fn ext_fields(r: &mut Reader<'_>) -> Option<ExtFields> {
         return Some(ExtFields::new());
     }
     let len = r.map_len()?;
-    // The count comes from the input: reserve for at most 32 entries up front.
-    let mut fields = ExtFields::with_capacity(len.min(32));
+    // The count comes from the input: reserve for at most 32 entries up front, and no more
+    // text than the header has left.
+    let mut fields = RawFields::with_capacity(len.min(32), r.buf.len());
     for _ in 0..len {
-        let Scalar::Str(key) = r.scalar()? else {
+        let Raw::Str(key) = r.raw()? else {
             return None;
         };
-        match r.scalar()? {
-            Scalar::Nil => {}
-            Scalar::Str(value) => fields.push(key, value),
-            Scalar::Bool(b) => fields.push(key, if b { "true" } else { "false" }),
-            Scalar::Int(v) => fields.push(key, &v.to_string()),
+        fields.key(key);
+        match r.raw()? {
+            Raw::Nil => fields.drop_key(),
+            Raw::Str(value) => fields.value(value),
+            Raw::Bool(b) => fields.value(if b { b"true" } else { b"false" }),
+            Raw::Int(v) => fields.value_display(v),
         }
     }
-    fields.dedup_keep_last();
-    Some(fields)
+    fields.finish()
 }
 
 /// Decodes the header if it has the usual shape (see the module doc); `None` otherwise.
@@ -264,37 +293,37 @@ pub(crate) fn decode_fast(bytes: &[u8]) -> Option<RemotingCommand> {
     };
     let mut seen = 0u8;
     for _ in 0..len {
-        let Scalar::Str(name) = r.scalar()? else {
+        let Raw::Str(name) = r.raw()? else {
             return None;
         };
         let bit = match name {
-            "code" => {
+            b"code" => {
                 cmd.code = int32(r.scalar()?)?;
                 1
             }
-            "language" => {
+            b"language" => {
                 cmd.language = opt_str(r.scalar()?)?.map_or(LanguageCode::default(), |name| {
                     LanguageCode::from_name(name)
                 });
                 2
             }
-            "version" => {
+            b"version" => {
                 cmd.version = int32(r.scalar()?)?;
                 4
             }
-            "opaque" => {
+            b"opaque" => {
                 cmd.opaque = int32(r.scalar()?)?;
                 8
             }
-            "flag" => {
+            b"flag" => {
                 cmd.flag = int32(r.scalar()?)?;
                 16
             }
-            "remark" => {
+            b"remark" => {
                 cmd.remark = opt_str(r.scalar()?)?.map(str::to_owned);
                 32
             }
-            "extFields" => {
+            b"extFields" => {
                 cmd.ext_fields = ext_fields(&mut r)?;
                 64
             }
@@ -363,6 +392,8 @@ mod tests {
         Uint(u64),
         Float(f64),
         Str(&'static str),
+        /// A string whose bytes need not be UTF-8.
+        RawStr(&'static [u8]),
         Bin(&'static [u8]),
         Map(Vec<(V, V)>),
     }
@@ -387,6 +418,11 @@ mod tests {
                 out.push(0xd9);
                 out.push(u8::try_from(s.len()).unwrap());
                 out.extend_from_slice(s.as_bytes());
+            }
+            V::RawStr(b) => {
+                out.push(0xd9);
+                out.push(u8::try_from(b.len()).unwrap());
+                out.extend_from_slice(b);
             }
             V::Bin(b) => {
                 out.push(0xc4);
@@ -447,6 +483,28 @@ mod tests {
         ] {
             assert!(check_parity(&bytes).is_none(), "{bytes:?}");
         }
+        // A character split across a key and its value, or invalid bytes anywhere, is not
+        // UTF-8 even though the joined text may be: declined, and left to the serde path
+        // (which takes such strings as bytes, lossily).
+        for fields in [
+            vec![(V::RawStr(b"k\xc3"), V::RawStr(b"\xa9v"))],
+            vec![(V::RawStr(b"\xc3"), V::RawStr(b"\xa9"))],
+            vec![(V::Str("a"), V::RawStr(b"\xff"))],
+            vec![
+                (V::Str("a"), V::RawStr(b"x\xc3")),
+                (V::RawStr(b"\xa9"), V::Str("b")),
+            ],
+        ] {
+            let bytes = header(&[("code", V::Int(1)), ("extFields", V::Map(fields))]);
+            assert!(check_parity(&bytes).is_none(), "{bytes:?}");
+        }
+        // Multi-byte text within each key and value is taken.
+        let cmd = check_parity(&header(&[(
+            "extFields",
+            V::Map(vec![(V::Str("clé"), V::Str("été")), (V::Str("k"), V::Nil)]),
+        )]))
+        .expect("fast path");
+        assert_eq!(cmd.ext_fields, ExtFields::from([("clé", "été")]));
     }
 
     #[test]

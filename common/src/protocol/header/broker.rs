@@ -86,23 +86,47 @@ impl SendMessageRequestHeader {
         self.broker_name.put(k(13), ext);
     }
 
+    /// Reads the header in one pass over `ext` (the V2 keys `a`..`n` are told apart by their
+    /// one letter), rather than one lookup per field.
     fn decode_with(ext: &ExtFields, v2: bool) -> Result<Self, HeaderError> {
+        let mut found: [Option<&str>; SEND_KEYS.len()] = [None; SEND_KEYS.len()];
+        for (key, value) in ext {
+            let slot = if v2 {
+                match key.as_bytes() {
+                    &[letter] => usize::from(letter.wrapping_sub(b'a')),
+                    _ => continue,
+                }
+            } else {
+                match SEND_KEYS.iter().position(|&(v1_key, _)| v1_key == key) {
+                    Some(slot) => slot,
+                    None => continue,
+                }
+            };
+            if let Some(found) = found.get_mut(slot) {
+                *found = Some(value);
+            }
+        }
         let k = |i: usize| if v2 { SEND_KEYS[i].1 } else { SEND_KEYS[i].0 };
+        macro_rules! field {
+            ($i:expr) => {
+                HeaderField::from_text(k($i), found[$i])?
+            };
+        }
         Ok(SendMessageRequestHeader {
-            producer_group: HeaderField::take(k(0), ext)?,
-            topic: HeaderField::take(k(1), ext)?,
-            default_topic: HeaderField::take(k(2), ext)?,
-            default_topic_queue_nums: HeaderField::take(k(3), ext)?,
-            queue_id: HeaderField::take(k(4), ext)?,
-            sys_flag: HeaderField::take(k(5), ext)?,
-            born_timestamp: HeaderField::take(k(6), ext)?,
-            flag: HeaderField::take(k(7), ext)?,
-            properties: HeaderField::take(k(8), ext)?,
-            reconsume_times: HeaderField::take(k(9), ext)?,
-            unit_mode: HeaderField::take(k(10), ext)?,
-            max_reconsume_times: HeaderField::take(k(11), ext)?,
-            batch: HeaderField::take(k(12), ext)?,
-            broker_name: HeaderField::take(k(13), ext)?,
+            producer_group: field!(0),
+            topic: field!(1),
+            default_topic: field!(2),
+            default_topic_queue_nums: field!(3),
+            queue_id: field!(4),
+            sys_flag: field!(5),
+            born_timestamp: field!(6),
+            flag: field!(7),
+            properties: field!(8),
+            reconsume_times: field!(9),
+            unit_mode: field!(10),
+            max_reconsume_times: field!(11),
+            batch: field!(12),
+            broker_name: field!(13),
         })
     }
 
@@ -745,5 +769,57 @@ command_header! {
         pub store_host: String = "storeHost",
         /// Store time, ms.
         pub store_timestamp: i64 = "storeTimestamp",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_send_keys_are_the_letters_in_order() {
+        for (i, &(_, v2)) in SEND_KEYS.iter().enumerate() {
+            assert_eq!(v2.as_bytes(), [b'a' + u8::try_from(i).unwrap()]);
+        }
+    }
+
+    #[test]
+    fn one_pass_send_decode_ignores_other_keys_and_names_bad_ones() {
+        let mut ext = ExtFields::from([
+            ("a", "pg"),
+            ("b", "T"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "-1"),
+            ("f", "0"),
+            ("g", "1763800000000"),
+            ("h", "0"),
+            ("o", "ignored"),
+            ("zz", "ignored"),
+            ("topic", "V1 key, ignored in V2"),
+            ("", "empty key"),
+        ]);
+        let header = SendMessageRequestHeader::decode_v2(&ext).expect("decodes");
+        assert_eq!(header.topic, "T");
+        assert_eq!(header.properties, None);
+        assert_eq!(header.batch, None);
+        ext.put("l", " 16 ");
+        assert_eq!(
+            SendMessageRequestHeader::decode_v2(&ext).map(|h| h.max_reconsume_times),
+            Ok(Some(16))
+        );
+        ext.put("d", "four");
+        assert_eq!(
+            SendMessageRequestHeader::decode_v2(&ext),
+            Err(HeaderError::Invalid {
+                field: "d",
+                value: "four".into()
+            })
+        );
+        ext.remove("d");
+        assert_eq!(
+            SendMessageRequestHeader::decode_v2(&ext),
+            Err(HeaderError::Missing { field: "d" })
+        );
     }
 }

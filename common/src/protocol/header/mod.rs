@@ -92,7 +92,16 @@ pub trait HeaderField: Sized {
     /// # Errors
     /// [`HeaderError::Missing`] for an absent required field, [`HeaderError::Invalid`] for a
     /// value that does not parse.
-    fn take(key: &'static str, ext: &ExtFields) -> Result<Self, HeaderError>;
+    fn take(key: &'static str, ext: &ExtFields) -> Result<Self, HeaderError> {
+        Self::from_text(key, ext.get(key))
+    }
+
+    /// Reads the field from the text found under `key` (`None`: the key is absent), for
+    /// decoders that look every key up in one pass.
+    ///
+    /// # Errors
+    /// As [`HeaderField::take`].
+    fn from_text(key: &'static str, text: Option<&str>) -> Result<Self, HeaderError>;
 }
 
 /// Builds [`HeaderError::Invalid`] with the value cut to 64 characters.
@@ -147,8 +156,8 @@ macro_rules! field_impls {
                 self.put_into(key, ext);
             }
 
-            fn take(key: &'static str, ext: &ExtFields) -> Result<Self, HeaderError> {
-                match ext.get(key) {
+            fn from_text(key: &'static str, text: Option<&str>) -> Result<Self, HeaderError> {
+                match text {
                     Some(text) => <$ty as HeaderScalar>::parse_value(key, text),
                     None => Err(HeaderError::Missing { field: key }),
                 }
@@ -162,8 +171,8 @@ macro_rules! field_impls {
                 }
             }
 
-            fn take(key: &'static str, ext: &ExtFields) -> Result<Self, HeaderError> {
-                ext.get(key).map(|text| <$ty as HeaderScalar>::parse_value(key, text)).transpose()
+            fn from_text(key: &'static str, text: Option<&str>) -> Result<Self, HeaderError> {
+                text.map(|text| <$ty as HeaderScalar>::parse_value(key, text)).transpose()
             }
         }
     )*};
