@@ -151,14 +151,21 @@ async fn route(
         C::DeleteSubscriptiongroup => {
             admin::handle_delete_subscription_group(ctx, conn, request).await
         }
+        // The four below wait on other calls (a client, the store) with large futures of
+        // their own; boxed, they no longer set the size of every request's future, which is
+        // moved whole at each level of the call chain.
         C::GetConsumerRunningInfo => {
-            admin::handle_get_consumer_running_info(ctx, conn, request).await
+            Box::pin(admin::handle_get_consumer_running_info(ctx, conn, request)).await
         }
         C::ConsumeMessageDirectly => {
-            admin::handle_consume_message_directly(ctx, conn, request).await
+            Box::pin(admin::handle_consume_message_directly(ctx, conn, request)).await
         }
-        C::EndTransaction => transaction::handle_end_transaction(ctx, conn, request).await,
-        C::ConsumerSendMsgBack => schedule::handle_consumer_send_msg_back(ctx, conn, request).await,
+        C::EndTransaction => {
+            Box::pin(transaction::handle_end_transaction(ctx, conn, request)).await
+        }
+        C::ConsumerSendMsgBack => {
+            Box::pin(schedule::handle_consumer_send_msg_back(ctx, conn, request)).await
+        }
         _ => Ok(Some(not_supported(&request))),
     }
 }

@@ -115,7 +115,17 @@ pub async fn handle_send_message(
     }
     if batch {
         header.properties = Some(properties_text);
-        send_batch(ctx, conn, &request, &header, &topic_config, queue_id).await
+        // Boxed: its future is larger than a single send's and would set the size of every
+        // send's future.
+        Box::pin(send_batch(
+            ctx,
+            conn,
+            &request,
+            &header,
+            &topic_config,
+            queue_id,
+        ))
+        .await
     } else {
         send_single(
             ctx,
