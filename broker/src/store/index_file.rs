@@ -365,9 +365,16 @@ impl IndexService {
         phy_offset: i64,
         store_timestamp: i64,
     ) -> Result<(), MappedFileError> {
-        if !self.is_empty() && phy_offset <= self.max_phy_offset() {
-            return Ok(());
-        }
+        // One read of the file list for the record (it changes only when a file rolls).
+        let mut last = {
+            let files = self.files.read();
+            let indexed = files.iter().any(|f| f.entry_count() > 0);
+            let last = files.last().cloned();
+            if indexed && phy_offset <= last.as_ref().map_or(0, |f| f.end_phy_offset()) {
+                return Ok(());
+            }
+            last
+        };
         for key in keys {
             if key.is_empty() {
                 continue;
@@ -375,10 +382,18 @@ impl IndexService {
             let hash = key_hash(topic, key);
             // A full file makes room by rolling once; a fresh file always has room.
             for _ in 0..2 {
-                let file = self.writable_file(store_timestamp)?;
+                let file = match &last {
+                    Some(file) if !file.is_full() => file.clone(),
+                    _ => {
+                        let file = self.writable_file(store_timestamp)?;
+                        last = Some(file.clone());
+                        file
+                    }
+                };
                 if file.put_key(hash, phy_offset, store_timestamp) {
                     break;
                 }
+                last = None;
             }
         }
         Ok(())
@@ -527,6 +542,30 @@ mod tests {
         let name = format_index_file_name(ts);
         assert_eq!(name, "20231114221523456");
         assert_eq!(parse_index_file_name(Path::new(&name)), Some(ts));
+    }
+
+    #[test]
+    fn one_record_with_more_keys_than_a_file_holds_rolls_mid_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = IndexService::load(dir.path(), 4, 5, Arc::new(RealFileOps)).unwrap();
+        let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+        svc.put("T", keys.iter().map(String::as_str), 100, 1_000_000)
+            .unwrap();
+        assert!(svc.file_count() >= 3, "{}", svc.file_count());
+        for key in &keys {
+            assert_eq!(
+                svc.query("T", key, 10, 0, i64::MAX).phy_offsets,
+                vec![100],
+                "{key}"
+            );
+        }
+        // The next record goes on after the last file, and a re-dispatch is skipped.
+        svc.put("T", ["k0"].into_iter(), 200, 1_001_000).unwrap();
+        svc.put("T", ["k0"].into_iter(), 200, 1_001_000).unwrap();
+        assert_eq!(
+            svc.query("T", "k0", 10, 0, i64::MAX).phy_offsets,
+            vec![200, 100]
+        );
     }
 
     #[test]

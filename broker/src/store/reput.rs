@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_common::message::property::property_key;
+use tern_common::message::property::{iter_properties, property_key};
 use tern_common::message::record::{decode_record, sys_flag, RecordError, RecordRef};
 use tern_common::message::tag::tags_hash;
 use tern_common::message::topic::SCHEDULE_TOPIC_XXXX;
@@ -46,10 +46,20 @@ impl DispatchRequest {
     /// Builds the request for a decoded record; `delay_table` maps delay levels (1-based) to
     /// delays for the schedule topic's tags code.
     pub fn from_record(r: &RecordRef<'_>, delay_table: &[Duration]) -> Self {
+        // The four properties dispatch needs, in one pass over the property string (the last
+        // of duplicates wins, as with `RecordRef::property`).
+        let (mut tags, mut keys_text, mut uniq_key, mut delay_level) = (None, None, None, None);
+        for (name, value) in iter_properties(r.properties) {
+            match name {
+                property_key::TAGS => tags = Some(value),
+                property_key::KEYS => keys_text = Some(value),
+                property_key::UNIQ_KEY => uniq_key = Some(value),
+                property_key::DELAY => delay_level = Some(value),
+                _ => {}
+            }
+        }
         let tags = if r.topic == SCHEDULE_TOPIC_XXXX {
-            let level = r
-                .property(property_key::DELAY)
-                .and_then(|v| v.trim().parse::<usize>().ok());
+            let level = delay_level.and_then(|v| v.trim().parse::<usize>().ok());
             let delay = match level {
                 Some(l) if l > 0 && !delay_table.is_empty() => {
                     delay_table[l.min(delay_table.len()) - 1]
@@ -59,10 +69,15 @@ impl DispatchRequest {
             r.store_timestamp
                 .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
         } else {
-            r.tags().map_or(0, tags_hash)
+            tags.map_or(0, tags_hash)
         };
-        let mut keys: Vec<String> = r.keys().map(str::to_string).collect();
-        if let Some(u) = r.uniq_key().filter(|u| !u.is_empty()) {
+        let mut keys: Vec<String> = keys_text
+            .unwrap_or("")
+            .split(' ')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(u) = uniq_key {
             keys.push(u.to_string());
         }
         Self {
@@ -324,4 +339,66 @@ pub(super) fn run(inner: Arc<Inner>) {
     // Final pass so a clean shutdown leaves the ConsumeQueues complete (bounded by the log size).
     let max = inner.commit_log.max_offset();
     inner.reput_until(max, usize::MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tern_common::message::record::{encode_record, RecordInput};
+
+    use super::*;
+
+    fn record(topic: &str, properties: &str) -> BytesMut {
+        let host = "127.0.0.1:10911".parse().unwrap();
+        let input = RecordInput {
+            topic: topic.into(),
+            queue_id: 1,
+            flag: 0,
+            body: bytes::Bytes::from_static(b"body"),
+            properties: properties.into(),
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: host,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        };
+        let mut out = BytesMut::new();
+        encode_record(&input, 5, 100, 1_000, &mut out).expect("encodes");
+        out
+    }
+
+    /// The one-pass property read gives what the record's own accessors give, duplicates and
+    /// empty values included.
+    #[test]
+    fn dispatch_request_reads_tags_keys_uniq_key_and_delay_like_the_accessors() {
+        let props = "TAGS\u{1}A\u{2}KEYS\u{1}k1  k2\u{2}UNIQ_KEY\u{1}\u{2}TAGS\u{1}B\u{2}\
+                     UNIQ_KEY\u{1}U1\u{2}KEYS\u{1} k3\u{2}DELAY\u{1}3\u{2}";
+        let bytes = record("T", props);
+        let r = decode_record(&bytes, false).expect("decodes");
+        let req = DispatchRequest::from_record(&r, &[]);
+        assert_eq!(req.tags_code, tags_hash(r.tags().unwrap()));
+        assert_eq!(req.tags_code, tags_hash("B"));
+        let mut expected: Vec<String> = r.keys().map(str::to_string).collect();
+        expected.push(r.uniq_key().unwrap().to_string());
+        assert_eq!(req.keys, expected);
+        assert_eq!(req.keys, ["k3", "U1"]);
+
+        let table = [
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        ];
+        let bytes = record(SCHEDULE_TOPIC_XXXX, props);
+        let r = decode_record(&bytes, false).expect("decodes");
+        assert_eq!(
+            DispatchRequest::from_record(&r, &table).tags_code,
+            1_000 + 10_000
+        );
+
+        let bytes = record("T", "");
+        let r = decode_record(&bytes, false).expect("decodes");
+        let req = DispatchRequest::from_record(&r, &table);
+        assert_eq!((req.tags_code, req.keys.len()), (0, 0));
+    }
 }
