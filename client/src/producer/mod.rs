@@ -537,21 +537,22 @@ impl ProducerInner {
                 sys_flag |= tern_common::message::sys_flag::COMPRESSED_FLAG;
             }
         }
-        let header = SendMessageRequestHeader {
-            producer_group: self.group.clone(),
-            topic: msg.topic.clone(),
-            default_topic: AUTO_CREATE_TOPIC.to_string(),
+        // Borrowed strings: the header is encoded at once and needs no copies of its own.
+        let header = SendMessageRequestHeader::<&str> {
+            producer_group: &self.group,
+            topic: &msg.topic,
+            default_topic: AUTO_CREATE_TOPIC,
             default_topic_queue_nums: self.default_topic_queue_nums,
             queue_id: mq.queue_id,
             sys_flag,
             born_timestamp: now_ms(),
             flag: msg.flag,
-            properties: Some(properties),
+            properties: Some(&properties),
             reconsume_times: opts.reconsume_times,
             unit_mode: Some(false),
             max_reconsume_times: opts.max_reconsume_times,
             batch: Some(false),
-            broker_name: Some(mq.broker_name.clone()),
+            broker_name: Some(&mq.broker_name),
         };
         Ok((
             addr,
@@ -633,21 +634,21 @@ impl ProducerInner {
                     continue;
                 }
             };
-            let header = SendMessageRequestHeader {
-                producer_group: self.group.clone(),
-                topic: topic.clone(),
-                default_topic: AUTO_CREATE_TOPIC.to_string(),
+            let header = SendMessageRequestHeader::<&str> {
+                producer_group: &self.group,
+                topic: &topic,
+                default_topic: AUTO_CREATE_TOPIC,
                 default_topic_queue_nums: self.default_topic_queue_nums,
                 queue_id: mq.queue_id,
                 sys_flag: 0,
                 born_timestamp: now_ms(),
                 flag: 0,
-                properties: Some(String::new()),
+                properties: Some(""),
                 reconsume_times: None,
                 unit_mode: Some(false),
                 max_reconsume_times: None,
                 batch: Some(true),
-                broker_name: Some(mq.broker_name.clone()),
+                broker_name: Some(&mq.broker_name),
             };
             let req = send_request(RequestCode::SendBatchMessage, &header, body.clone());
             let outcome = match self.instance.invoke(&addr, req, self.send_timeout).await {
@@ -793,7 +794,7 @@ pub(crate) fn parse_send_response(
 /// single-letter keys, into ext fields sized for all fourteen of them, and `body`.
 fn send_request(
     code: RequestCode,
-    header: &SendMessageRequestHeader,
+    header: &SendMessageRequestHeader<&str>,
     body: Bytes,
 ) -> RemotingCommand {
     let mut command = RemotingCommand::request_empty(code);

@@ -197,6 +197,13 @@ impl ExtFields {
         self.settle_last(maybe_present);
     }
 
+    /// Sets `key` to the decimal text of `value` (Java's `toString()` of a number), written
+    /// by `itoa` rather than the formatting machinery: headers carry several numbers each.
+    pub fn put_int(&mut self, key: &str, value: impl itoa::Integer) {
+        let mut text = itoa::Buffer::new();
+        self.put(key, text.format(value));
+    }
+
     /// Sets `key` to `value` and returns the value it replaces, like `HashMap::insert`.
     pub fn insert(&mut self, key: String, value: String) -> Option<String> {
         let old = self.get(&key).map(str::to_owned);
@@ -384,21 +391,22 @@ impl RawFields {
     /// long as it starts and ends on a character boundary, which is checked per span.
     pub(crate) fn finish(self) -> Option<ExtFields> {
         let text = String::from_utf8(self.text).ok()?;
-        let mut fields = ExtFields {
-            text,
-            spans: Vec::with_capacity(self.spans.len()),
-            garbage: 0,
-            buckets: 0,
-        };
-        for span in self.spans {
+        let mut buckets = 0;
+        for span in &self.spans {
             let bounded = [span.key, span.value, span.end]
                 .into_iter()
-                .all(|at| fields.text.is_char_boundary(at));
+                .all(|at| text.is_char_boundary(at));
             if !bounded {
                 return None;
             }
-            fields.push_span(span);
+            buckets |= key_bucket(&text.as_bytes()[span.key..span.value]);
         }
+        let mut fields = ExtFields {
+            text,
+            spans: self.spans,
+            garbage: 0,
+            buckets,
+        };
         fields.dedup_keep_last();
         Some(fields)
     }
@@ -609,7 +617,7 @@ mod tests {
     fn put_replaces_and_keeps_insertion_order() {
         let mut ext = ExtFields::new();
         ext.put("a", "1");
-        ext.put_display("b", 22);
+        ext.put_int("b", 22);
         ext.put("a", "3");
         assert_eq!(ext.len(), 2);
         assert_eq!(ext.get("a"), Some("3"));
@@ -710,8 +718,15 @@ mod tests {
                             None => model.push((key, v.to_string())),
                         }
                     }
-                    1 => {
+                    1 if v % 2 == 0 => {
                         ext.put_display(key, v);
+                        match model.iter_mut().find(|(mk, _)| *mk == key) {
+                            Some(entry) => entry.1 = v.to_string(),
+                            None => model.push((key, v.to_string())),
+                        }
+                    }
+                    1 => {
+                        ext.put_int(key, v);
                         match model.iter_mut().find(|(mk, _)| *mk == key) {
                             Some(entry) => entry.1 = v.to_string(),
                             None => model.push((key, v.to_string())),

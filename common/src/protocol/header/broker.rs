@@ -17,14 +17,17 @@ pub const DEFAULT_MSG_REGION: &str = "DefaultRegion";
 /// [`CommandHeader`] uses the V1 keys (`producerGroup`, `topic`, …); [`Self::decode_v2`] /
 /// [`Self::encode_v2`] use `a`..`n`; [`Self::decode_for_code`] picks the style a request
 /// code implies and falls back to the other one, as lenient as clients require.
+///
+/// The string fields are `S`: `String` for a decoded header, `&str` for one a producer
+/// encodes from values it already holds (no copy of its group, topic or broker name per send).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SendMessageRequestHeader {
+pub struct SendMessageRequestHeader<S = String> {
     /// Producer group (`producerGroup` / `a`).
-    pub producer_group: String,
+    pub producer_group: S,
     /// Target topic (`topic` / `b`).
-    pub topic: String,
+    pub topic: S,
     /// Template topic for auto-creation, normally `TBW102` (`defaultTopic` / `c`).
-    pub default_topic: String,
+    pub default_topic: S,
     /// Queue count for auto-creation (`defaultTopicQueueNums` / `d`).
     pub default_topic_queue_nums: i32,
     /// Target queue; negative → the broker picks one (`queueId` / `e`).
@@ -36,7 +39,7 @@ pub struct SendMessageRequestHeader {
     /// User flag (`flag` / `h`).
     pub flag: i32,
     /// Property string, PROTOCOL.md §3.5 (`properties` / `i`).
-    pub properties: Option<String>,
+    pub properties: Option<S>,
     /// Retry count when sending to a `%RETRY%` topic (`reconsumeTimes` / `j`).
     pub reconsume_times: Option<i32>,
     /// Unit mode, ignored (`unitMode` / `k`).
@@ -46,7 +49,7 @@ pub struct SendMessageRequestHeader {
     /// Batch message (`batch` / `m`).
     pub batch: Option<bool>,
     /// Target broker name, 5.x (`bname` / `n`).
-    pub broker_name: Option<String>,
+    pub broker_name: Option<S>,
 }
 
 /// Wire keys of [`SendMessageRequestHeader`] in field order: (V1, V2).
@@ -67,25 +70,42 @@ const SEND_KEYS: [(&str, &str); 14] = [
     ("bname", "n"),
 ];
 
-impl SendMessageRequestHeader {
+impl<S: AsRef<str>> SendMessageRequestHeader<S> {
     fn encode_with(&self, ext: &mut ExtFields, v2: bool) {
         let k = |i: usize| if v2 { SEND_KEYS[i].1 } else { SEND_KEYS[i].0 };
-        self.producer_group.put(k(0), ext);
-        self.topic.put(k(1), ext);
-        self.default_topic.put(k(2), ext);
+        ext.put(k(0), self.producer_group.as_ref());
+        ext.put(k(1), self.topic.as_ref());
+        ext.put(k(2), self.default_topic.as_ref());
         self.default_topic_queue_nums.put(k(3), ext);
         self.queue_id.put(k(4), ext);
         self.sys_flag.put(k(5), ext);
         self.born_timestamp.put(k(6), ext);
         self.flag.put(k(7), ext);
-        self.properties.put(k(8), ext);
+        if let Some(properties) = &self.properties {
+            ext.put(k(8), properties.as_ref());
+        }
         self.reconsume_times.put(k(9), ext);
         self.unit_mode.put(k(10), ext);
         self.max_reconsume_times.put(k(11), ext);
         self.batch.put(k(12), ext);
-        self.broker_name.put(k(13), ext);
+        if let Some(broker_name) = &self.broker_name {
+            ext.put(k(13), broker_name.as_ref());
+        }
     }
 
+    /// Writes the header with the single-letter V2 keys `a`..`n` (SEND_MESSAGE_V2 310,
+    /// SEND_BATCH_MESSAGE 320, SEND_REPLY_MESSAGE_V2 325).
+    pub fn encode_v2(&self, ext: &mut ExtFields) {
+        self.encode_with(ext, true);
+    }
+
+    /// True if this send is a batch (`batch=true`), whatever the code.
+    pub fn is_batch(&self) -> bool {
+        self.batch.unwrap_or(false)
+    }
+}
+
+impl SendMessageRequestHeader {
     /// Reads the header in one pass over `ext` (the V2 keys `a`..`n` are told apart by their
     /// one letter), rather than one lookup per field.
     fn decode_with(ext: &ExtFields, v2: bool) -> Result<Self, HeaderError> {
@@ -130,12 +150,6 @@ impl SendMessageRequestHeader {
         })
     }
 
-    /// Writes the header with the single-letter V2 keys `a`..`n` (SEND_MESSAGE_V2 310,
-    /// SEND_BATCH_MESSAGE 320, SEND_REPLY_MESSAGE_V2 325).
-    pub fn encode_v2(&self, ext: &mut ExtFields) {
-        self.encode_with(ext, true);
-    }
-
     /// Reads the header from the single-letter V2 keys `a`..`n`.
     ///
     /// # Errors
@@ -166,11 +180,6 @@ impl SendMessageRequestHeader {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// True if this send is a batch (`batch=true`), whatever the code.
-    pub fn is_batch(&self) -> bool {
-        self.batch.unwrap_or(false)
     }
 }
 
@@ -235,8 +244,8 @@ impl SendMessageResponseHeader {
         transaction_id: Option<&str>,
     ) {
         ext.put_display("msgId", msg_id);
-        ext.put_display("queueId", queue_id);
-        ext.put_display("queueOffset", queue_offset);
+        ext.put_int("queueId", queue_id);
+        ext.put_int("queueOffset", queue_offset);
         if let Some(transaction_id) = transaction_id {
             ext.put("transactionId", transaction_id);
         }

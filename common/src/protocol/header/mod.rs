@@ -137,7 +137,7 @@ macro_rules! int_scalar {
     ($($ty:ty),*) => {$(
         impl HeaderScalar for $ty {
             fn put_into(&self, key: &str, ext: &mut ExtFields) {
-                ext.put_display(key, self);
+                ext.put_int(key, *self);
             }
 
             fn parse_value(field: &'static str, text: &str) -> Result<Self, HeaderError> {
