@@ -78,20 +78,22 @@ pub async fn dispatch(
     request: RemotingCommand,
 ) -> Option<RemotingCommand> {
     let oneway = request.is_oneway();
-    // A header-only copy for building an error answer after the request moved.
-    let template = RemotingCommand {
-        code: request.code,
-        opaque: request.opaque,
-        serialize_type: request.serialize_type,
+    // What an error answer needs after the request moved; the answer itself is built only
+    // on error (a whole command here would be 144 more bytes in every request's future).
+    let (code, opaque, serialize_type) = (request.code, request.opaque, request.serialize_type);
+    let template = || RemotingCommand {
+        code,
+        opaque,
+        serialize_type,
         ..Default::default()
     };
-    let result = match RequestCode::try_from(request.code) {
+    let result = match RequestCode::try_from(code) {
         Ok(code) => route(ctx, conn, code, request).await,
-        Err(_) => Ok(Some(not_supported(&template))),
+        Err(_) => Ok(Some(not_supported(&template()))),
     };
     let response = match result {
         Ok(response) => response,
-        Err(err) => Some(error_response(&template, &err)),
+        Err(err) => Some(error_response(&template(), &err)),
     };
     if oneway {
         None

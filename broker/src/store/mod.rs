@@ -826,6 +826,22 @@ impl MessageStore {
     /// Appends a batch: all records to the same topic and queue, consecutive queue offsets.
     /// A mixed batch is `MessageIllegal`.
     pub async fn put_messages(&self, inputs: Vec<RecordInput>) -> PutMessageResult {
+        match self.append_batch(&inputs) {
+            (result, None) => result,
+            (result, Some(rx)) => Box::pin(self.wait_flushed(result, rx)).await,
+        }
+    }
+
+    /// [`MessageStore::append`] for a batch, which must be all for one topic and queue (else
+    /// `MessageIllegal`, and nothing is appended). Wait on the receiver with
+    /// [`MessageStore::wait_flushed`].
+    pub fn append_batch(
+        &self,
+        inputs: &[RecordInput],
+    ) -> (
+        PutMessageResult,
+        Option<tokio::sync::oneshot::Receiver<bool>>,
+    ) {
         let same = inputs.first().is_some_and(|f| {
             inputs
                 .iter()
@@ -836,9 +852,12 @@ impl MessageStore {
                 .counters
                 .put_failure_count
                 .fetch_add(1, Ordering::Relaxed);
-            return PutMessageResult::status(PutMessageStatus::MessageIllegal);
+            return (
+                PutMessageResult::status(PutMessageStatus::MessageIllegal),
+                None,
+            );
         }
-        self.put_inner(&inputs).await
+        self.append(inputs)
     }
 
     /// The append part of a put, without waiting for a flush: returns the result and, under
@@ -940,9 +959,10 @@ impl MessageStore {
         }
     }
 
-    /// Waits for the group commit of a SYNC_FLUSH append; `FlushDiskTimeout` if it failed or
-    /// took longer than `sync_flush_timeout`.
-    async fn wait_flushed(
+    /// Waits for the group commit of a SYNC_FLUSH append (the receiver [`MessageStore::append`]
+    /// returned with `result`); `FlushDiskTimeout` if it failed or took longer than
+    /// `sync_flush_timeout`.
+    pub async fn wait_flushed(
         &self,
         mut result: PutMessageResult,
         rx: tokio::sync::oneshot::Receiver<bool>,

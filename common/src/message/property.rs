@@ -246,6 +246,17 @@ mod tests {
         assert_eq!(encode_properties(&m), "KEYS\u{1}k1 k2\u{2}TAGS\u{1}a\u{2}");
     }
 
+    proptest::proptest! {
+        /// Every entry the iterator yields is one `is_valid_property` accepts, which the
+        /// broker's send path relies on instead of checking again.
+        #[test]
+        fn iterated_entries_are_valid(text in "[ab\u{1}\u{2}]{0,40}") {
+            for (name, value) in iter_properties(&text) {
+                proptest::prop_assert!(is_valid_property(name, value), "{name:?} {value:?}");
+            }
+        }
+    }
+
     #[test]
     fn find_property_takes_last_duplicate() {
         let s = "A\u{1}1\u{2}B\u{1}2\u{2}A\u{1}3\u{2}";

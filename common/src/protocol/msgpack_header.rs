@@ -514,6 +514,24 @@ mod tests {
             let bytes = header(&[("code", V::Int(1)), ("extFields", V::Map(fields))]);
             assert!(check_parity(&bytes).is_none(), "{bytes:?}");
         }
+        // Ext fields followed by another field: a nil entry is dropped, the last of a
+        // repeated key wins.
+        let cmd = check_parity(&header(&[
+            (
+                "extFields",
+                V::Map(vec![
+                    (V::Str("a"), V::Str("1")),
+                    (V::Str("b"), V::Nil),
+                    (V::Str("a"), V::Str("11")),
+                    (V::Str("c"), V::Str("")),
+                ]),
+            ),
+            ("flag", V::Int(2)),
+        ]))
+        .expect("fast path");
+        assert_eq!(cmd.flag, 2);
+        assert_eq!(cmd.ext_fields, ExtFields::from([("a", "11"), ("c", "")]));
+        assert_eq!(cmd.ext_fields.text_len(), 4);
         // Multi-byte text within each key and value is taken.
         let cmd = check_parity(&header(&[(
             "extFields",
