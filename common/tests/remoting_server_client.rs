@@ -412,25 +412,28 @@ async fn server_to_client_invoke_is_answered_by_client_handler() {
     server.shutdown().await;
 }
 
+/// A task invoking a request the server never answers, with `timeout`.
+fn spawn_never_answered(
+    client: &RemotingClient,
+    addr: &str,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<RemotingCommand, RemotingError>> {
+    let client = client.clone();
+    let addr = addr.to_owned();
+    tokio::spawn(async move {
+        client
+            .invoke(&addr, RemotingCommand::request_empty(NEVER), timeout)
+            .await
+    })
+}
+
 #[tokio::test]
 async fn invoke_timeout_leaves_no_pending_entry() {
     let mut server = TestServer::start(ServerConfig::default()).await;
     let client = new_client(SerializeType::Json);
     let addr = server.addr();
     let calls: Vec<_> = (0..5)
-        .map(|_| {
-            let client = client.clone();
-            let addr = addr.clone();
-            tokio::spawn(async move {
-                client
-                    .invoke(
-                        &addr,
-                        RemotingCommand::request_empty(NEVER),
-                        Duration::from_millis(200),
-                    )
-                    .await
-            })
-        })
+        .map(|_| spawn_never_answered(&client, &addr, Duration::from_millis(200)))
         .collect();
     for call in calls {
         match call.await.expect("task") {
@@ -461,19 +464,7 @@ async fn a_shorter_deadline_behind_a_longer_one_still_fires() {
     let mut server = TestServer::start(ServerConfig::default()).await;
     let client = new_client(SerializeType::MsgPack);
     let addr = server.addr();
-    let long_call = {
-        let client = client.clone();
-        let addr = addr.clone();
-        tokio::spawn(async move {
-            client
-                .invoke(
-                    &addr,
-                    RemotingCommand::request_empty(NEVER),
-                    Duration::from_secs(60),
-                )
-                .await
-        })
-    };
+    let long_call = spawn_never_answered(&client, &addr, Duration::from_secs(60));
     // Let the long call register first.
     for _ in 0..200 {
         if client.pending_count() == 1 {

@@ -42,26 +42,43 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// Writes a MessagePack length prefix in its shortest form, as `rmp::encode` does: `fix | len`
+/// below `fix_limit`, then the one-byte-length marker `m8` (strings have one, maps do not),
+/// `m16` and `m32`.
+///
+/// # Errors
+/// [`CodecError::HeaderTooLarge`] for a length beyond any header's 24 bits.
+fn put_len<B: Sink>(
+    out: &mut B,
+    len: usize,
+    (fix, fix_limit): (u8, usize),
+    m8: Option<u8>,
+    m16: u8,
+    m32: u8,
+) -> Result<(), CodecError> {
+    if len < fix_limit {
+        out.put(&[fix | len as u8]);
+    } else if let Some(m8) = m8.filter(|_| len < 256) {
+        out.put(&[m8, len as u8]);
+    } else if len < 65_536 {
+        let [hi, lo] = (len as u16).to_be_bytes();
+        out.put(&[m16, hi, lo]);
+    } else if len <= MAX_HEADER_LEN {
+        let [a, b, c, d] = (len as u32).to_be_bytes();
+        out.put(&[m32, a, b, c, d]);
+    } else {
+        return Err(CodecError::HeaderTooLarge { len });
+    }
+    Ok(())
+}
+
 /// Writes a string with the shortest MessagePack prefix (fixstr, str8, str16 or str32), as
 /// `rmp::encode::write_str` does.
 ///
 /// # Errors
 /// [`CodecError::HeaderTooLarge`] for a string longer than a header may be at all.
 fn put_str<B: Sink>(out: &mut B, s: &str) -> Result<(), CodecError> {
-    let len = s.len();
-    if len < 32 {
-        out.put(&[0xa0 | len as u8]);
-    } else if len < 256 {
-        out.put(&[0xd9, len as u8]);
-    } else if len < 65_536 {
-        let [hi, lo] = (len as u16).to_be_bytes();
-        out.put(&[0xda, hi, lo]);
-    } else if len <= MAX_HEADER_LEN {
-        let [a, b, c, d] = (len as u32).to_be_bytes();
-        out.put(&[0xdb, a, b, c, d]);
-    } else {
-        return Err(CodecError::HeaderTooLarge { len });
-    }
+    put_len(out, s.len(), (0xa0, 32), Some(0xd9), 0xda, 0xdb)?;
     out.put(s.as_bytes());
     Ok(())
 }
@@ -95,18 +112,7 @@ fn put_int<B: Sink>(out: &mut B, v: i32) {
 
 /// Writes a map header with the shortest prefix, as `rmp::encode::write_map_len` does.
 fn put_map_len<B: Sink>(out: &mut B, len: usize) -> Result<(), CodecError> {
-    if len < 16 {
-        out.put(&[0x80 | len as u8]);
-    } else if len < 65_536 {
-        let [hi, lo] = (len as u16).to_be_bytes();
-        out.put(&[0xde, hi, lo]);
-    } else if len <= MAX_HEADER_LEN {
-        let [a, b, c, d] = (len as u32).to_be_bytes();
-        out.put(&[0xdf, a, b, c, d]);
-    } else {
-        return Err(CodecError::HeaderTooLarge { len });
-    }
-    Ok(())
+    put_len(out, len, (0x80, 16), None, 0xde, 0xdf)
 }
 
 /// Writes `cmd`'s header (everything but the body) as Tern's MessagePack header: a map of
