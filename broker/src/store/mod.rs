@@ -820,16 +820,14 @@ impl MessageStore {
 
     /// Appends one message (see the module contract for when it returns).
     pub async fn put_message(&self, input: RecordInput) -> PutMessageResult {
-        self.put_inner(std::slice::from_ref(&input)).await
+        self.settle_put(self.append(std::slice::from_ref(&input)))
+            .await
     }
 
     /// Appends a batch: all records to the same topic and queue, consecutive queue offsets.
     /// A mixed batch is `MessageIllegal`.
     pub async fn put_messages(&self, inputs: Vec<RecordInput>) -> PutMessageResult {
-        match self.append_batch(&inputs) {
-            (result, None) => result,
-            (result, Some(rx)) => Box::pin(self.wait_flushed(result, rx)).await,
-        }
+        self.settle_put(self.append_batch(&inputs)).await
     }
 
     /// [`MessageStore::append`] for a batch, which must be all for one topic and queue (else
@@ -948,13 +946,19 @@ impl MessageStore {
         }
     }
 
-    async fn put_inner(&self, inputs: &[RecordInput]) -> PutMessageResult {
-        let (result, rx) = self.append(inputs);
+    /// The result of an append, after its group commit when it has one to wait for.
+    async fn settle_put(
+        &self,
+        (result, rx): (
+            PutMessageResult,
+            Option<tokio::sync::oneshot::Receiver<bool>>,
+        ),
+    ) -> PutMessageResult {
         match rx {
             None => result,
-            // Boxed: the timer of the wait would otherwise be part of every send's future,
-            // which is moved whole at each level of the request's future (a third of its
-            // size for what only SYNC_FLUSH sends use).
+            // Boxed: the timer of the wait would otherwise be part of every caller's future,
+            // which is moved whole at each level of a request's future (a third of its size
+            // for what only SYNC_FLUSH puts use).
             Some(rx) => Box::pin(self.wait_flushed(result, rx)).await,
         }
     }

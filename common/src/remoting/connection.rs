@@ -295,20 +295,11 @@ impl Connection {
         };
         request.opaque = opaque;
         let frame = self.encode(request)?;
-        if self.is_closed() {
-            return Err(RemotingError::ConnectionClosed);
-        }
-        match self.inner.writer.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(RemotingError::ConnectionClosed)
-            }
-            // A full queue is waited on, within the call's deadline.
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                match tokio::time::timeout_at(deadline, self.enqueue(frame)).await {
-                    Ok(queued) => queued?,
-                    Err(_) => return Err(timed_out()),
-                }
+        // A full queue is waited on, within the call's deadline.
+        if let Some(frame) = self.offer(frame)? {
+            match tokio::time::timeout_at(deadline, self.enqueue(frame)).await {
+                Ok(queued) => queued?,
+                Err(_) => return Err(timed_out()),
             }
         }
         match response.await {
@@ -347,13 +338,26 @@ impl Connection {
     }
 
     fn try_enqueue(&self, frame: Bytes) -> Result<(), RemotingError> {
+        match self.offer(frame)? {
+            None => Ok(()),
+            Some(_) => Err(RemotingError::SendFailed),
+        }
+    }
+
+    /// Queues `frame` if the writer queue has room; gives it back (`Some`) if the queue is
+    /// full.
+    ///
+    /// # Errors
+    /// [`RemotingError::ConnectionClosed`] if the connection is closed.
+    fn offer(&self, frame: Bytes) -> Result<Option<Bytes>, RemotingError> {
         if self.is_closed() {
             return Err(RemotingError::ConnectionClosed);
         }
-        self.inner.writer.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => RemotingError::SendFailed,
-            mpsc::error::TrySendError::Closed(_) => RemotingError::ConnectionClosed,
-        })
+        match self.inner.writer.try_send(frame) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(frame)) => Ok(Some(frame)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RemotingError::ConnectionClosed),
+        }
     }
 
     async fn enqueue(&self, frame: Bytes) -> Result<(), RemotingError> {
